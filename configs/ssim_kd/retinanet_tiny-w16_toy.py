@@ -1,0 +1,7 @@
+# Baseline student on the toy shapes: a small RetinaNet (ResNet-18 layout, 16-wide stages).
+_base_ = [
+    '../_base_/models/retinanet_tiny.py', '../_base_/datasets/toy_shapes_detection.py',
+    '../_base_/schedules/toy_schedule.py', 'mmdet::_base_/default_runtime.py'
+]
+custom_imports = dict(imports=['mmkd'], allow_failed_imports=False)
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=4, max_keep_ckpts=2))

@@ -1,0 +1,4 @@
+from .toy_shapes import CLASSES as TOY_SHAPES_CLASSES
+from .toy_shapes import ToyShapesDataset, generate_toy_shapes
+
+__all__ = ['ToyShapesDataset', 'generate_toy_shapes', 'TOY_SHAPES_CLASSES']

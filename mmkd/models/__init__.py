@@ -1,0 +1,1 @@
+from . import distillers, losses, utils  # noqa: F401  (registers the components)

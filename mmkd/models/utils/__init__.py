@@ -1,0 +1,3 @@
+from .feature_recorder import FeatureRecorder
+
+__all__ = ['FeatureRecorder']

@@ -1,0 +1,145 @@
+"""Building a frozen teacher from a config and a checkpoint, written once for every distiller."""
+import os.path as osp
+import re
+from typing import List, Optional, Tuple, Union
+
+import torch.nn as nn
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+from mmengine.registry import Registry
+
+ConfigType = Union[str, Config, ConfigDict, dict]
+
+
+def load_config(cfg: ConfigType, what: str = 'config') -> Config:
+    """Read a config given as a file path, an ``mmdet::``/``mmseg::`` scoped path, a Config or a dict."""
+    if isinstance(cfg, Config):
+        return cfg
+    if isinstance(cfg, dict):
+        return Config(dict(cfg))
+    if not isinstance(cfg, str):
+        raise TypeError(f'{what} must be a file path, a scoped path such as "mmdet::retinanet/..." , '
+                        f'a Config or a dict, but got {type(cfg).__name__}')
+    if '::' in cfg:
+        from mmengine.hub import get_config
+        try:
+            return get_config(cfg)
+        except Exception as e:  # mmengine raises several types for an unknown package or file
+            raise FileNotFoundError(f'{what} {cfg!r} could not be found in the installed package: {e}') from e
+    if not osp.isfile(cfg):
+        raise FileNotFoundError(f'{what} file {cfg!r} does not exist')
+    return Config.fromfile(cfg)
+
+
+def model_config(cfg: ConfigType, what: str = 'config') -> ConfigDict:
+    """The model part of a config: ``cfg.model`` for a full config, else the dict itself."""
+    cfg = load_config(cfg, what)
+    if 'model' in cfg:
+        return cfg.model
+    if 'type' in cfg:
+        return ConfigDict(cfg.to_dict())
+    raise KeyError(f'{what} has neither a "model" key nor a "type" key: cannot tell which model to build')
+
+
+def _strip(state_dict: dict, prefix: str) -> dict:
+    if state_dict and all(k.startswith(prefix) for k in state_dict):
+        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def checkpoint_state_dict(checkpoint: dict) -> dict:
+    """The model weights of a loaded checkpoint (mmengine, mmdet/mmseg, DDP-saved or mmkd-exported)."""
+    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    if not isinstance(state_dict, dict):
+        raise TypeError(f'expected a dict of tensors, got {type(state_dict).__name__}')
+    state_dict = _strip(state_dict, 'module.')
+    return state_dict
+
+
+def state_dict_mismatch(model: nn.Module, state_dict: dict, limit: int = 5) -> List[str]:
+    """Describe how ``state_dict`` fails to fit ``model``; an empty list means it fits exactly."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}' for k, v in state_dict.items()
+        if k in expected and hasattr(v, 'shape') and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    for name, keys in (('missing keys', missing), ('unexpected keys', unexpected), ('shape mismatches', shapes)):
+        if keys:
+            more = f' (+{len(keys) - limit} more)' if len(keys) > limit else ''
+            problems.append(f'{len(keys)} {name}, first: {", ".join(keys[:limit])}{more}')
+    return problems
+
+
+def load_weights_strictly(model: nn.Module, checkpoint_path: str, what: str = 'checkpoint') -> None:
+    """Load ``checkpoint_path`` into ``model``; every key and shape must fit, else a clear error.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        RuntimeError: the file cannot be read, or its weights do not fit the model (the message names
+            the file and the first mismatching keys).
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    from .checkpoint import UntrustedCheckpointError
+    if not re.match(r'^[a-z+]+://', checkpoint_path) and not osp.isfile(osp.expanduser(checkpoint_path)):
+        raise FileNotFoundError(f'{what} file {checkpoint_path!r} does not exist')
+    try:
+        checkpoint = _load_checkpoint(checkpoint_path, map_location='cpu')
+    except UntrustedCheckpointError:
+        raise
+    except Exception as e:
+        raise RuntimeError(f'{what} {checkpoint_path!r} could not be read: {type(e).__name__}: {e}') from e
+    try:
+        state_dict = checkpoint_state_dict(checkpoint)
+    except TypeError as e:
+        raise RuntimeError(f'{what} {checkpoint_path!r} holds no weights: {e}') from e
+    if state_dict_mismatch(model, state_dict) and any(k.startswith('student.') for k in state_dict):
+        # a distiller's checkpoint (e.g. a distilled student reused as teacher): take the student's weights
+        state_dict = {k[len('student.'):]: v for k, v in state_dict.items() if k.startswith('student.')}
+    problems = state_dict_mismatch(model, state_dict)
+    if problems:
+        raise RuntimeError(f'{what} {checkpoint_path!r} does not fit the model {type(model).__name__}: ' +
+                           '; '.join(problems))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Freeze every parameter and put the model in eval mode."""
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+def build_teacher(cfg: ConfigType,
+                  checkpoint: Optional[str],
+                  registry: Registry,
+                  frozen: bool = True) -> Tuple[nn.Module, Config]:
+    """Build a teacher model from a config and load its checkpoint strictly.
+
+    Args:
+        cfg: the teacher's config: file path, ``mmdet::``/``mmseg::`` scoped path, Config or dict
+            (a full config with a ``model`` key, or a model dict with ``type``).
+        checkpoint: path or URL of the teacher's weights. ``None`` leaves random weights (only
+            sensible for tests and for methods that train the teacher too); a warning says so.
+        registry: the registry to build the model with (mmdet's or mmseg's MODELS).
+        frozen: freeze the parameters and set eval mode.
+
+    Returns:
+        tuple: the model and its model config.
+    """
+    model_cfg = model_config(cfg, 'teacher config')
+    model = registry.build(model_cfg)
+    if checkpoint is None:
+        print_log('teacher_ckpt is None: the teacher keeps random weights (fine for evaluation and export, '
+                  'which use the student only; wrong for training)', logger='current',
+                  level=30)
+    else:
+        load_weights_strictly(model, checkpoint, 'teacher checkpoint')
+    if frozen:
+        freeze(model)
+    return model, model_cfg
+
