@@ -102,19 +102,25 @@ def allowed_globals() -> List[Any]:
     return entries
 
 
-def _refusal(filename: str, error: Exception) -> UntrustedCheckpointError:
-    unsafe = ''
+def _refusal(filename: str, error: Exception) -> Exception:
+    """The error to raise when ``torch.load(weights_only=True)`` failed on ``filename``: a refusal
+    (:class:`UntrustedCheckpointError`) if the file pickles globals outside the allow-list, else a
+    ``RuntimeError`` saying the file is not a readable checkpoint."""
+    found = set()
     try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-        if found:
-            unsafe = f' It pickles {", ".join(sorted(found))}, which mmkd does not allow-list.'
-    except Exception:  # not a zip checkpoint, or unreadable: the torch message below still says why
+        found = set(torch.serialization.get_unsafe_globals_in_checkpoint(filename))
+    except Exception:  # not a zip checkpoint: fall back on torch's message
         pass
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if not found and 'global' not in str(error).lower() and 'mmkd only allows' not in str(error):
+        return RuntimeError(f"checkpoint '{filename}' could not be read: it is corrupt or not a torch "
+                            f'checkpoint ({first_line})')
+    unsafe = f' It pickles {", ".join(sorted(found))}, which mmkd does not allow-list.' if found else ''
     return UntrustedCheckpointError(
         f"mmkd refused to load checkpoint '{filename}' with torch.load(weights_only=True).{unsafe} "
         f'Unpickling it fully could run code stored in the file, so nothing in it was executed. '
         f'If you trust this file, opt in with the environment variable {ENV_TRUSTED}={filename} '
-        f"or mmkd.utils.trust_checkpoint('{filename}'). (torch said: {str(error).splitlines()[0]})")
+        f"or mmkd.utils.trust_checkpoint('{filename}'). (torch said: {first_line})")
 
 
 def safe_torch_load(filename: str, map_location=None) -> Any:
@@ -123,6 +129,7 @@ def safe_torch_load(filename: str, map_location=None) -> Any:
     Raises:
         FileNotFoundError: ``filename`` does not exist.
         UntrustedCheckpointError: the file pickles something outside the allow-list.
+        RuntimeError: the file is corrupt or not a torch checkpoint.
     """
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):

@@ -6,7 +6,7 @@ from typing import List, Optional, Tuple, Union
 import torch.nn as nn
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
-from mmengine.registry import Registry
+from mmengine.registry import DefaultScope, Registry
 
 ConfigType = Union[str, Config, ConfigDict, dict]
 
@@ -106,6 +106,13 @@ def load_weights_strictly(model: nn.Module, checkpoint_path: str, what: str = 'c
     model.load_state_dict(state_dict, strict=True)
 
 
+def build_in_scope(cfg: dict, registry: Registry) -> nn.Module:
+    """Build ``cfg`` with ``registry``, its scope the default while building, so that nested
+    components (data preprocessors, losses) resolve in mmdet / mmseg even outside a runner."""
+    with DefaultScope.overwrite_default_scope(registry.scope):
+        return registry.build(cfg)
+
+
 def freeze(model: nn.Module) -> nn.Module:
     """Freeze every parameter and put the model in eval mode."""
     model.eval()
@@ -132,7 +139,7 @@ def build_teacher(cfg: ConfigType,
         tuple: the model and its model config.
     """
     model_cfg = model_config(cfg, 'teacher config')
-    model = registry.build(model_cfg)
+    model = build_in_scope(model_cfg, registry)
     if checkpoint is None:
         print_log('teacher_ckpt is None: the teacher keeps random weights (fine for evaluation and export, '
                   'which use the student only; wrong for training)', logger='current',

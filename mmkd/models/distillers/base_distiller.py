@@ -6,7 +6,7 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.registry import Registry
 
-from mmkd.utils.teacher import ConfigType, build_teacher
+from mmkd.utils.teacher import ConfigType, build_in_scope, build_teacher
 
 
 class BaseDistiller(BaseModel):
@@ -33,7 +33,7 @@ class BaseDistiller(BaseModel):
                  teacher_ckpt: Optional[str],
                  registry: Registry,
                  init_cfg: Optional[dict] = None):
-        student = registry.build(student) if isinstance(student, dict) else student
+        student = build_in_scope(student, registry) if isinstance(student, dict) else student
         super().__init__(data_preprocessor=student.data_preprocessor, init_cfg=init_cfg)
         self.student = student
         teacher, self.teacher_model_cfg = build_teacher(teacher_cfg, teacher_ckpt, registry)

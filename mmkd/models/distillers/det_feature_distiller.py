@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mmkd.models.utils import FeatureRecorder
 from mmkd.registry import DET_MODELS
-from mmkd.utils.teacher import ConfigType
+from mmkd.utils.teacher import ConfigType, build_in_scope
 from .base_distiller import BaseDistiller
 
 
@@ -59,7 +59,7 @@ class DetFeatureDistiller(BaseDistiller):
             raise ValueError(f"adapters must be 'auto', 'always' or 'none', got {adapters!r}")
         if pseudo_label is not None and set(pseudo_label) - {'score_thr'}:
             raise KeyError(f'pseudo_label only takes score_thr, got keys {sorted(pseudo_label)}')
-        self.distill_loss = DET_MODELS.build(distill_loss)
+        self.distill_loss = build_in_scope(distill_loss, DET_MODELS)
         self.student_module, self.teacher_module = student_module, teacher_module
         self.pseudo_label = pseudo_label
         self.student_recorder = FeatureRecorder(self.student, [student_module])

@@ -1,0 +1,32 @@
+import os
+import os.path as osp
+import sys
+
+import pytest
+
+import mmkd  # noqa: F401  (registers mmkd and installs the checkpoint allow-list)
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = osp.join(ROOT, 'configs')
+TOOLS = osp.join(ROOT, 'tools')
+
+
+@pytest.fixture(scope='session')
+def toy_root(tmp_path_factory):
+    """A small toy shapes dataset shared by the tests (16 train, 8 val images)."""
+    from mmkd.datasets import generate_toy_shapes
+    root = str(tmp_path_factory.mktemp('data') / 'toy_shapes')
+    generate_toy_shapes(root, seed=0, num_train=16, num_val=8, image_size=128)
+    return root
+
+
+def tool_env():
+    """Environment for running tools/ in a subprocess: the checkout importable, single-threaded."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    env['OMP_NUM_THREADS'] = '1'
+    env['PYTHONWARNINGS'] = 'ignore'
+    return env
+
+
+PYTHON = sys.executable

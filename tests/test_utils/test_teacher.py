@@ -1,0 +1,122 @@
+import os.path as osp
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+
+from mmkd.models.distillers import DetFeatureDistiller
+from mmkd.utils import build_teacher, load_config, model_config
+from mmkd.utils.teacher import build_in_scope
+
+from ..conftest import CONFIGS
+
+STUDENT_CFG = osp.join(CONFIGS, 'ssim_kd', 'retinanet_tiny-w16_toy.py')
+TEACHER_CFG = osp.join(CONFIGS, 'ssim_kd', 'retinanet_tiny-w32_toy.py')
+
+
+@pytest.fixture(scope='module')
+def teacher_ckpt(tmp_path_factory):
+    torch.manual_seed(1)
+    model = build_in_scope(model_config(TEACHER_CFG), MODELS)
+    path = tmp_path_factory.mktemp('teacher') / 'teacher.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
+    return str(path), model.state_dict()
+
+
+def _distiller(teacher_ckpt, teacher_cfg=TEACHER_CFG):
+    return DetFeatureDistiller(student=model_config(STUDENT_CFG), teacher_cfg=teacher_cfg, teacher_ckpt=teacher_ckpt)
+
+
+@pytest.mark.parametrize('form', ['path', 'config', 'dict', 'model_dict'])
+def test_teacher_from_every_config_form(form, teacher_ckpt):
+    cfg = {
+        'path': TEACHER_CFG,
+        'config': Config.fromfile(TEACHER_CFG),
+        'dict': Config.fromfile(TEACHER_CFG).to_dict(),
+        'model_dict': Config.fromfile(TEACHER_CFG).model.to_dict(),
+    }[form]
+    model, _ = build_teacher(cfg, teacher_ckpt[0], MODELS)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, teacher_ckpt[1][k]), k
+
+
+def test_scoped_config_path():
+    cfg = load_config('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py')
+    assert cfg.model.backbone.depth == 18
+    with pytest.raises(FileNotFoundError, match='no_such'):
+        load_config('mmdet::retinanet/no_such.py')
+
+
+def test_teacher_frozen_hidden_and_moving(teacher_ckpt):
+    d = _distiller(teacher_ckpt[0])
+    d.train()
+    assert not d.teacher.training and d.student.training
+    assert all(not p.requires_grad for p in d.teacher.parameters())
+    assert not any(k.startswith('teacher') for k in d.state_dict())
+    teacher_params = {id(p) for p in d.teacher.parameters()}
+    assert not teacher_params & {id(p) for p in d.parameters()}
+    optim = build_optim_wrapper(d, dict(optimizer=dict(type='SGD', lr=0.1)))
+    assert not teacher_params & {id(p) for g in optim.optimizer.param_groups for p in g['params']}
+    d.to(torch.float64)
+    assert next(d.teacher.parameters()).dtype == torch.float64
+    assert next(d.student.parameters()).dtype == torch.float64
+
+
+def test_teacher_runs_without_grad_and_keeps_weights(teacher_ckpt, toy_root):
+    d = _distiller(teacher_ckpt[0])
+    d.train()
+    inputs = torch.rand(2, 3, 64, 64) * 255
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    samples = []
+    for _ in range(2):
+        s = DetDataSample(metainfo=dict(img_shape=(64, 64), pad_shape=(64, 64), ori_shape=(64, 64),
+                                        scale_factor=(1.0, 1.0), batch_input_shape=(64, 64)))
+        s.gt_instances = InstanceData(bboxes=torch.tensor([[4., 4., 40., 40.]]), labels=torch.tensor([1]))
+        samples.append(s)
+    data = d.data_preprocessor(dict(inputs=list(inputs), data_samples=samples), True)
+    losses = d.loss(data['inputs'], data['data_samples'])
+    total = sum(v for k, v in losses.items() if 'loss' in k and torch.is_tensor(v))
+    total.backward()
+    assert all(p.grad is None for p in d.teacher.parameters())
+    assert any(p.grad is not None for p in d.student.parameters())
+    for k, v in d.teacher.state_dict().items():
+        assert torch.equal(v, teacher_ckpt[1][k]), k  # BN statistics unchanged: eval mode
+
+
+def test_missing_teacher_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        _distiller(str(tmp_path / 'missing.pth'))
+
+
+def test_unreadable_teacher_checkpoint(tmp_path):
+    bad = tmp_path / 'corrupt.pth'
+    bad.write_bytes(b'not a checkpoint at all')
+    with pytest.raises(RuntimeError, match='corrupt.pth.*could not be read'):
+        _distiller(str(bad))
+
+
+def test_teacher_checkpoint_not_fitting_names_keys(tmp_path):
+    student = build_in_scope(model_config(STUDENT_CFG), MODELS)  # a 16-wide model offered as the 32-wide teacher
+    path = tmp_path / 'wrong.pth'
+    torch.save(dict(state_dict=student.state_dict()), path)
+    with pytest.raises(RuntimeError) as info:
+        _distiller(str(path))
+    message = str(info.value)
+    assert 'wrong.pth' in message and 'shape mismatches' in message and 'backbone.conv1.weight' in message
+    partial = {k: v for k, v in build_in_scope(model_config(TEACHER_CFG), MODELS).state_dict().items() if 'neck' not in k}
+    torch.save(dict(state_dict=partial), path)
+    with pytest.raises(RuntimeError, match='missing keys, first: neck'):
+        _distiller(str(path))
+
+
+def test_distiller_checkpoint_reused_as_teacher(tmp_path, teacher_ckpt):
+    # a distilled 16-wide student's checkpoint used as the teacher of another run: its student weights load
+    d = _distiller(teacher_ckpt[0])
+    path = tmp_path / 'distilled.pth'
+    torch.save(dict(state_dict=d.state_dict()), path)
+    model, _ = build_teacher(STUDENT_CFG, str(path), MODELS)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, d.student.state_dict()[k])
