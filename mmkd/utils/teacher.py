@@ -110,7 +110,7 @@ def build_in_scope(cfg: dict, registry: Registry) -> nn.Module:
     """Build ``cfg`` with ``registry``, its scope the default while building, so that nested
     components (data preprocessors, losses) resolve in mmdet / mmseg even outside a runner."""
     with DefaultScope.overwrite_default_scope(registry.scope):
-        return registry.build(cfg)
+        return registry.build(ConfigDict(cfg))  # mmdet models read nested options as attributes
 
 
 def freeze(model: nn.Module) -> nn.Module:
