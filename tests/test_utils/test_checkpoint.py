@@ -188,7 +188,6 @@ def test_crash_during_runner_save_leaves_previous_checkpoint(tmp_path):
         import os, signal, torch
         import mmkd
         from mmengine.runner.checkpoint import save_checkpoint
-        real_write = os.fsync
         def die(fd):  # the data is written, the rename has not happened yet
             os.kill(os.getpid(), signal.SIGKILL)
         os.fsync = die

@@ -1,5 +1,5 @@
 """Feature distillation for any mmdet detector: SSIM-KD (de Rijk et al.) and its pointwise baselines."""
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn

@@ -63,18 +63,20 @@ def test_small_maps_use_a_shrunk_window():
 
 
 def test_components_ablation():
+    from mmkd.models.losses.ssim import _ssim_maps
     x, y = _pair((2, 3, 24, 24), scale=1.0)
-    full = ssim(x, y, data_range=1.0)
-    separate = ssim(x, y, data_range=1.0, components=('luminance', 'contrast', 'structure'))
-    assert torch.equal(full, separate)
-    # contrast and structure computed apart multiply to the joint term when C3 = C2 / 2
-    luminance = ssim(x, y, data_range=1.0, components=('luminance', ))
-    structure = ssim(x, y, data_range=1.0, components=('structure', ), reduction='channel')
-    contrast = ssim(x, y, data_range=1.0, components=('contrast', ), reduction='channel')
-    cs = ssim(x, y, data_range=1.0, components=('contrast', 'structure'), reduction='channel')
-    assert not torch.allclose(luminance, full)
+    args = (1.0, 11, 1.5, (0.01, 0.03))
+    # contrast and structure computed apart multiply to the joint term, since C3 = C2 / 2
+    _, contrast = _ssim_maps(x, y, *args, components=('contrast', ))
+    _, structure = _ssim_maps(x, y, *args, components=('structure', ))
+    _, joint = _ssim_maps(x, y, *args, components=('contrast', 'structure'))
+    torch.testing.assert_close(contrast * structure, joint, atol=1e-6, rtol=1e-6)
     assert (contrast <= 1 + 1e-9).all()
-    assert structure.shape == cs.shape
+    # luminance alone differs from full SSIM, and full SSIM = mean of luminance * joint
+    luminance, _ = _ssim_maps(x, y, *args, components=('luminance', ))
+    full = ssim(x, y, data_range=1.0)
+    torch.testing.assert_close(full, (luminance * joint).flatten(1).mean(1))
+    assert not torch.allclose(ssim(x, y, data_range=1.0, components=('luminance', )), full)
     with pytest.raises(ValueError, match='components'):
         ssim(x, y, components=('shape', ))
 
