@@ -33,7 +33,8 @@ class DetFeatureDistiller(BaseDistiller):
         student: mmdet detector config of the student.
         teacher_cfg: config of the teacher (path, ``mmdet::`` path, Config or dict).
         teacher_ckpt: the teacher's checkpoint.
-        distill_loss: loss config applied to every level.
+        distill_loss: loss config applied to every level; ``None`` trains on pseudo-labels only (the
+            'vanilla' row of the paper's unlabeled-data table).
         student_module, teacher_module: names of the submodules whose outputs are distilled.
         level_weights: one weight per level (default 1 for all).
         adapters: ``'auto'`` adds a 1x1 conv on a student level whose channels differ from the
@@ -46,7 +47,7 @@ class DetFeatureDistiller(BaseDistiller):
                  student: dict,
                  teacher_cfg: ConfigType,
                  teacher_ckpt: Optional[str] = None,
-                 distill_loss: dict = dict(type='SSIMLoss', loss_weight=2.0),
+                 distill_loss: Optional[dict] = dict(type='SSIMLoss', loss_weight=2.0),
                  student_module: str = 'neck',
                  teacher_module: str = 'neck',
                  level_weights: Optional[Sequence[float]] = None,
@@ -59,7 +60,10 @@ class DetFeatureDistiller(BaseDistiller):
             raise ValueError(f"adapters must be 'auto', 'always' or 'none', got {adapters!r}")
         if pseudo_label is not None and set(pseudo_label) - {'score_thr'}:
             raise KeyError(f'pseudo_label only takes score_thr, got keys {sorted(pseudo_label)}')
-        self.distill_loss = build_in_scope(distill_loss, DET_MODELS)
+        if distill_loss is None and pseudo_label is None:
+            raise ValueError('DetFeatureDistiller with distill_loss=None and pseudo_label=None has nothing to '
+                             'distill: set a feature loss, pseudo-labels, or both')
+        self.distill_loss = None if distill_loss is None else build_in_scope(distill_loss, DET_MODELS)
         self.student_module, self.teacher_module = student_module, teacher_module
         self.pseudo_label = pseudo_label
         self.student_recorder = FeatureRecorder(self.student, [student_module])
@@ -118,6 +122,8 @@ class DetFeatureDistiller(BaseDistiller):
 
     def loss(self, inputs: Tensor, data_samples: list) -> dict:
         t_feats = self._teacher_pass(inputs, data_samples)
+        if self.distill_loss is None:
+            return self.student.loss(inputs, data_samples)
         with self.student_recorder:
             losses = self.student.loss(inputs, data_samples)
         s_feats = _as_levels(self.student_recorder[self.student_module])

@@ -20,7 +20,7 @@ With maps at least as large as the window the result equals pytorch-msssim.
 MS-SSIM (Wang et al. 2003): contrast-structure at the first levels and the full SSIM at the last,
 combined as prod_j cs_j^w_j * ssim_M^w_M, maps halved by 2x2 average pooling between levels.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -46,17 +46,206 @@ def _gaussian(size: int, sigma: float, like: Tensor) -> Tensor:
     return g / g.sum()
 
 
+def _kernels(shape: torch.Size, win_size: int, win_sigma: float, like: Tensor) -> List[Tuple[int, Tensor]]:
+    """The 1-D Gaussian of each spatial dimension of a map of ``shape`` (skipped where it is 1 wide)."""
+    kernels = []
+    for dim in (2, 3):
+        size, sigma = _window(shape[dim], win_size, win_sigma)
+        if size > 1:
+            kernels.append((dim, _gaussian(size, sigma, like)))
+    return kernels
+
+
+def _kernel_view(dim: int, kernel: Tensor, channels: int) -> Tensor:
+    shape = (1, 1, kernel.numel(), 1) if dim == 2 else (1, 1, 1, kernel.numel())
+    return kernel.view(shape).expand(channels, -1, -1, -1)
+
+
+# On the CPU a 'valid' 1-D filtering along a short dimension is faster as products with a banded
+# matrix B (B[j + i, j] = kernel[i]) than as a depthwise convolution: along H one batched product
+# (H' x H) @ (H x W) per map; along W tiles of _TILE output columns, each a GEMM with the
+# (_TILE + k - 1) x _TILE block of B, so that few of the multiplied entries are zeros. Longer
+# dimensions (and other devices) use the convolution.
+_MATMUL_MAX_LENGTH = 256
+_TILE = 32
+_BANDS: Dict[tuple, Tensor] = {}
+
+
+def _band(length: int, kernel: Tensor) -> Tensor:
+    """(length, length - k + 1) matrix B with (v @ B)[j] = sum_i kernel[i] v[j + i]."""
+    key = (length, tuple(kernel.tolist()), kernel.dtype, kernel.device)
+    band = _BANDS.get(key)
+    if band is None:
+        size = kernel.numel()
+        out = length - size + 1
+        band = kernel.new_zeros(length, out)
+        cols = torch.arange(out, device=kernel.device)
+        for i in range(size):
+            band[cols + i, cols] = kernel[i]
+        if len(_BANDS) > 64:
+            _BANDS.clear()
+        _BANDS[key] = band
+    return band
+
+
+def _use_matmul(x: Tensor, length: int) -> bool:
+    return x.device.type == 'cpu' and length <= _MATMUL_MAX_LENGTH
+
+
+def _rows_times(x: Tensor, band: Tensor, adjoint: bool) -> Tensor:
+    """``x`` (N, C, H, L) times ``band`` (or its transpose) along the last dimension, by column tiles."""
+    length_in = x.shape[-1]
+    length_out = band.shape[0] if adjoint else band.shape[1]
+    reach = band.shape[0] - band.shape[1]  # k - 1
+    rows = x.reshape(-1, length_in)
+    if torch.is_grad_enabled() and (x.requires_grad or band.requires_grad):
+        # autograd path (the components ablation): plain products, no out= buffers
+        return (rows @ (band.t() if adjoint else band)).view(*x.shape[:-1], length_out)
+    out = x.new_empty(rows.shape[0], length_out)
+    for a in range(0, length_out, _TILE):
+        b = min(a + _TILE, length_out)
+        if adjoint:  # output column c takes input columns c - k + 1 .. c
+            lo, hi = max(0, a - reach), min(length_in, b)
+            torch.mm(rows[:, lo:hi], band[a:b, lo:hi].t(), out=out[:, a:b])
+        else:  # output column j takes input columns j .. j + k - 1
+            torch.mm(rows[:, a:b + reach], band[a:b + reach, a:b], out=out[:, a:b])
+    return out.view(*x.shape[:-1], length_out)
+
+
+def _filter(x: Tensor, dim: int, kernel: Tensor) -> Tensor:
+    """'valid' filtering of ``x`` (N, C, H, W) along ``dim`` (2 or 3)."""
+    if _use_matmul(x, x.shape[dim]):
+        band = _band(x.shape[dim], kernel)
+        return _rows_times(x, band, adjoint=False) if dim == 3 else band.t() @ x
+    return F.conv2d(x, _kernel_view(dim, kernel, x.shape[1]), groups=x.shape[1])
+
+
+def _filter_adjoint(g: Tensor, dim: int, kernel: Tensor) -> Tensor:
+    """Adjoint of :func:`_filter`: spreads ``g`` back onto the input grid (a 'full' filtering)."""
+    length = g.shape[dim] + kernel.numel() - 1
+    if _use_matmul(g, length):
+        band = _band(length, kernel)
+        return _rows_times(g, band, adjoint=True) if dim == 3 else band @ g
+    return F.conv_transpose2d(g, _kernel_view(dim, kernel, g.shape[1]), groups=g.shape[1])
+
+
 def _blur(x: Tensor, win_size: int, win_sigma: float) -> Tensor:
     """Separable Gaussian 'valid' filtering of every channel of ``x`` (N, C, H, W)."""
-    channels = x.shape[1]
-    for dim in (2, 3):
-        size, sigma = _window(x.shape[dim], win_size, win_sigma)
-        if size <= 1:
-            continue
-        kernel = _gaussian(size, sigma, x)
-        shape = (1, 1, size, 1) if dim == 2 else (1, 1, 1, size)
-        x = F.conv2d(x, kernel.view(shape).expand(channels, -1, -1, -1), groups=channels)
+    for dim, kernel in _kernels(x.shape, win_size, win_sigma, x):
+        x = _filter(x, dim, kernel)
     return x
+
+
+def _blur_transposed(g: Tensor, kernels: List[Tuple[int, Tensor]]) -> Tensor:
+    """Adjoint of the 'valid' blur."""
+    for dim, kernel in reversed(kernels):
+        g = _filter_adjoint(g, dim, kernel)
+    return g
+
+
+# On the CPU the statistics are computed a few channels at a time, so that every intermediate map
+# stays in cache (and is recycled by the allocator instead of page-faulted in afresh): about this
+# many elements per statistic map of a chunk.
+_CHUNK_ELEMENTS = 1 << 18
+
+
+def _channel_chunks(x: Tensor) -> List[slice]:
+    channels = x.shape[1]
+    if x.device.type != 'cpu':
+        return [slice(0, channels)]
+    step = max(1, _CHUNK_ELEMENTS // max(1, x.shape[0] * x.shape[2] * x.shape[3]))
+    return [slice(c, min(c + step, channels)) for c in range(0, channels, step)]
+
+
+def _statistics(x: Tensor, y: Tensor, kernels: List[Tuple[int, Tensor]]) -> Tuple[Tensor, ...]:
+    """Blurred x, y, x^2, y^2 and xy (each (N, C, H', W')), filtered together in one pass."""
+    channels = x.shape[1]
+    stats = x.new_empty(x.shape[0], 5 * channels, *x.shape[2:])
+    parts = stats.split(channels, dim=1)
+    parts[0].copy_(x)
+    parts[1].copy_(y)
+    torch.mul(x, x, out=parts[2])
+    torch.mul(y, y, out=parts[3])
+    torch.mul(x, y, out=parts[4])
+    for dim, kernel in kernels:
+        stats = _filter(stats, dim, kernel)
+    return stats.split(channels, dim=1)
+
+
+class _SSIMFunction(torch.autograd.Function):
+    """Per-channel mean of the SSIM map (or of its contrast-structure map) with a hand-written backward.
+
+    Autograd through the plain formula keeps a dozen full-size intermediates per call; this keeps
+    only x and y, recomputes the five blurred statistics in the backward pass, and needs one
+    transposed blur there:
+
+        dS/dx = blur^T(dS/dmu_x) + 2 x blur^T(dS/dE[x^2]) + y blur^T(dS/dE[xy])   (and alike for y).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, c1: float, c2: float, win_size: int, win_sigma: float,
+                cs_only: bool) -> Tensor:
+        kernels = _kernels(x.shape, win_size, win_sigma, x)
+        out = x.new_empty(x.shape[:2])
+        for chunk in _channel_chunks(x):
+            mu_x, mu_y, e_xx, e_yy, e_xy = _statistics(x[:, chunk], y[:, chunk], kernels)
+            # B = mu_x^2 + mu_y^2 + C1;  D = var_x + var_y + C2 = e_xx + e_yy - (B - C1) + C2
+            b = torch.mul(mu_x, mu_x).add_(c1).addcmul_(mu_y, mu_y)
+            d = torch.add(e_xx, e_yy).sub_(b).add_(c2 + c1)
+            # contrast * structure = (2 cov + C2) / D
+            value = torch.mul(mu_x, mu_y).mul_(-2).add_(c2).add_(e_xy, alpha=2).div_(d)
+            if not cs_only:
+                value.mul_(torch.mul(mu_x, mu_y).mul_(2).add_(c1).div_(b))
+            out[:, chunk] = value.mean((2, 3))
+        ctx.save_for_backward(x, y)
+        ctx.kernels, ctx.c1, ctx.c2, ctx.cs_only = kernels, c1, c2, cs_only
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, y = ctx.saved_tensors
+        c1, c2, kernels = ctx.c1, ctx.c2, ctx.kernels
+        need_x, need_y = ctx.needs_input_grad[:2]
+        grad_x = torch.empty_like(x) if need_x else None
+        grad_y = torch.empty_like(y) if need_y else None
+        for chunk in _channel_chunks(x):
+            xc, yc = x[:, chunk], y[:, chunk]
+            mu_x, mu_y, e_xx, e_yy, e_xy = _statistics(xc, yc, kernels)
+            g = (grad[:, chunk] / (mu_x.shape[2] * mu_x.shape[3]))[..., None, None]
+            mu_xy = mu_x * mu_y
+            inv_d = torch.add(e_xx, e_yy).sub_(mu_x * mu_x).sub_(mu_y * mu_y).add_(c2).reciprocal_()
+            cs = mu_xy.mul(-2).add_(c2).add_(e_xy, alpha=2).mul_(inv_d)
+            if ctx.cs_only:
+                lum = inv_b = None
+                g_l = g
+            else:
+                inv_b = torch.mul(mu_x, mu_x).addcmul_(mu_y, mu_y).add_(c1).reciprocal_()
+                lum = mu_xy.mul_(2).add_(c1).mul_(inv_b)
+                g_l = lum * g
+            # the gradient maps, side by side in one buffer for one transposed blur:
+            # dS/dmu (for x and/or y), dS/dE[x^2] = dS/dE[y^2] = -L CS / D, dS/dE[xy] = 2 L / D
+            count = int(need_x) + int(need_y)
+            maps = mu_x.new_empty(mu_x.shape[0], (count + 2) * mu_x.shape[1], *mu_x.shape[2:])
+            parts = maps.split(mu_x.shape[1], dim=1)
+            torch.mul(cs, inv_d, out=parts[count]).mul_(g_l).neg_()
+            torch.mul(inv_d, g_l, out=parts[count + 1]).mul_(2)
+            # dS/dmu_x = 2 L (mu_x CS - mu_y) / D + 2 CS (mu_y - L mu_x) / B   (second term without luminance: 0)
+            index = 0
+            for need, mu_a, mu_b in ((need_x, mu_x, mu_y), (need_y, mu_y, mu_x)):
+                if not need:
+                    continue
+                g_mu = torch.mul(mu_a, cs, out=parts[index]).sub_(mu_b).mul_(inv_d).mul_(2 * g_l)
+                if lum is not None:
+                    g_mu.add_((mu_b - lum * mu_a).mul_(inv_b).mul_(cs).mul_(2 * g))
+                index += 1
+            back = _blur_transposed(maps, kernels).split(xc.shape[1], dim=1)
+            t_exx, t_exy = back[count], back[count + 1]
+            if need_x:
+                grad_x[:, chunk] = torch.addcmul(back[0], xc, t_exx, value=2).addcmul_(yc, t_exy)
+            if need_y:
+                grad_y[:, chunk] = torch.addcmul(back[count - 1], yc, t_exx, value=2).addcmul_(xc, t_exy)
+        return grad_x, grad_y, None, None, None, None, None
 
 
 def _ssim_maps(x: Tensor, y: Tensor, data_range: float, win_size: int, win_sigma: float,
@@ -115,9 +304,25 @@ def ssim(x: Tensor,
     """
     if win_size % 2 != 1:
         raise ValueError(f'win_size must be odd, got {win_size}')
-    luminance, cs = _ssim_maps(x, y, data_range, win_size, win_sigma, K, components)
-    per_channel = (luminance * cs).flatten(2).mean(-1)
+    if set(components) == set(COMPONENTS):
+        per_channel = _ssim_per_channel(x, y, data_range, win_size, win_sigma, K, cs_only=False)
+    else:
+        luminance, cs = _ssim_maps(x, y, data_range, win_size, win_sigma, K, components)
+        per_channel = (luminance * cs).flatten(2).mean(-1)
     return _reduce(per_channel, reduction)
+
+
+def _ssim_per_channel(x: Tensor, y: Tensor, data_range: float, win_size: int, win_sigma: float,
+                      K: Tuple[float, float], cs_only: bool) -> Tensor:
+    """(N, C) mean SSIM (or contrast-structure) through the fused function."""
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f'ssim expects two (N, C, H, W) tensors of one shape, got {tuple(x.shape)} '
+                         f'and {tuple(y.shape)}')
+    if x.dtype != y.dtype:
+        raise ValueError(f'ssim expects two tensors of one dtype, got {x.dtype} and {y.dtype}')
+    c1 = (K[0] * data_range)**2
+    c2 = (K[1] * data_range)**2
+    return _SSIMFunction.apply(x, y, c1, c2, win_size, win_sigma, cs_only)
 
 
 def _reduce(per_channel: Tensor, reduction: str) -> Tensor:
@@ -149,11 +354,9 @@ def ms_ssim(x: Tensor,
     weights = x.new_tensor(MS_SSIM_WEIGHTS if weights is None else weights)
     values = []
     for level in range(len(weights)):
-        luminance, cs = _ssim_maps(x, y, data_range, win_size, win_sigma, K, COMPONENTS)
-        if level == len(weights) - 1:
-            values.append((luminance * cs).flatten(2).mean(-1))
-        else:
-            values.append(cs.flatten(2).mean(-1))
+        last = level == len(weights) - 1
+        values.append(_ssim_per_channel(x, y, data_range, win_size, win_sigma, K, cs_only=not last))
+        if not last:
             padding = [s % 2 for s in x.shape[2:]]
             x = F.avg_pool2d(x, kernel_size=2, padding=padding)
             y = F.avg_pool2d(y, kernel_size=2, padding=padding)

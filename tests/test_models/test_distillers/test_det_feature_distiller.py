@@ -166,3 +166,14 @@ def test_predict_uses_the_student():
     ref = d.student.predict(data['inputs'], copy.deepcopy(data['data_samples']))
     assert torch.equal(out[0].pred_instances.bboxes, ref[0].pred_instances.bboxes)
     assert MODELS.get('DetFeatureDistiller') is DetFeatureDistiller
+
+
+def test_pseudo_labels_only_has_no_feature_loss():
+    d = DetFeatureDistiller(student=RETINA_W16, teacher_cfg=RETINA_W16, distill_loss=None,
+                            pseudo_label=dict(score_thr=0.0))
+    d.train()
+    losses = _train_step_losses(d)
+    assert not any(k.startswith('loss_feat') for k in losses)
+    assert set(losses) == {'loss_cls', 'loss_bbox'}
+    with pytest.raises(ValueError, match='nothing to distill'):
+        DetFeatureDistiller(student=RETINA_W16, teacher_cfg=RETINA_W16, distill_loss=None)
