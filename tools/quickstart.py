@@ -143,6 +143,10 @@ def run_stage(label: str, cfg, force: bool) -> dict:
             traceback.print_exc()
             say(f'  [{label}] failed: the full output is in {log_path}')
             raise
+    if not all(key in metrics for _, key in METRICS):
+        # CocoMetric returns nothing when the model detects nothing at all: that is an AP of 0
+        say(f'  [{label}] no detections on the val images: every AP is 0')
+        metrics = {key: 0.0 for _, key in METRICS}
     checkpoint = osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
     record = dict(
         label=label,

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 from mmdet.registry import DATASETS
 
-from mmkd.datasets import TOY_SHAPES_CLASSES, UnlabeledDetDataset
+from mmkd.datasets import TOY_SHAPES_CLASSES
+from mmkd.utils.teacher import build_in_scope
+
+
+
+def UnlabeledDetDataset(**kwargs):  # noqa: N802  (built as a config would be, in mmdet's scope)
+    return build_in_scope(dict(type='UnlabeledDetDataset', **kwargs), DATASETS)
+
 
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(64, 64), keep_ratio=True),
             dict(type='PackDetInputs')]
@@ -27,10 +34,10 @@ def test_folder_scan_sizes_and_order(tmp_path):
     root = _folder(str(tmp_path / 'imgs'))
     ds = UnlabeledDetDataset(data_prefix=dict(img=root), ann_file='', metainfo=dict(classes=('a', 'b')),
                              pipeline=PIPELINE)
-    names = [osp.relpath(d['img_path'], root) for d in ds.data_list]
-    assert names == ['a.JPG', 'b.png', osp.join('sub', 'c.png')]
-    assert [(d['width'], d['height']) for d in ds.data_list] == [(10, 20), (40, 30), (8, 8)]
-    assert all(d['instances'] == [] for d in ds.data_list)
+    infos = [ds.get_data_info(i) for i in range(len(ds))]
+    assert [osp.relpath(d['img_path'], root) for d in infos] == ['a.JPG', 'b.png', osp.join('sub', 'c.png')]
+    assert [(d['width'], d['height']) for d in infos] == [(10, 20), (40, 30), (8, 8)]
+    assert all(d['instances'] == [] for d in infos)
     flat = UnlabeledDetDataset(data_prefix=dict(img=root), ann_file='', metainfo=dict(classes=('a', )),
                                recursive=False, pipeline=PIPELINE)
     assert len(flat) == 2
@@ -39,16 +46,17 @@ def test_folder_scan_sizes_and_order(tmp_path):
 
 
 def test_coco_json_annotations_are_ignored(toy_root):
-    ds = DATASETS.build(
-        dict(type='UnlabeledDetDataset', data_root=toy_root, ann_file='annotations/instances_train.json',
-             data_prefix=dict(img='train/'), metainfo_of='ToyShapesDataset', pipeline=PIPELINE))
+    ds = UnlabeledDetDataset(data_root=toy_root, ann_file='annotations/instances_train.json',
+                             data_prefix=dict(img='train/'), metainfo_of='ToyShapesDataset', pipeline=PIPELINE)
     with open(osp.join(toy_root, 'annotations', 'instances_train.json')) as f:
         coco = json.load(f)
     assert len(coco['annotations']) > 0
     assert len(ds) == len(coco['images'])
     assert ds.metainfo['classes'] == TOY_SHAPES_CLASSES
-    assert all(d['instances'] == [] for d in ds.data_list)
-    assert osp.isfile(ds.data_list[0]['img_path'])
+    infos = [ds.get_data_info(i) for i in range(len(ds))]
+    assert all(d['instances'] == [] for d in infos)
+    assert all(osp.isfile(d['img_path']) for d in infos)
+    assert len(ds[0]['data_samples'].gt_instances) == 0
 
 
 def test_clear_errors(tmp_path):

@@ -117,6 +117,9 @@ class DetFeatureDistiller(BaseDistiller):
                     pred = result.pred_instances
                     keep = pred.scores > thr
                     sample.gt_instances = InstanceData(bboxes=pred.bboxes[keep], labels=pred.labels[keep])
+                    # no ignore regions among pseudo-labels (images without annotations get an empty,
+                    # box-less ignored_instances from PackDetInputs, which mmdet's assigners cannot read)
+                    sample.ignored_instances = InstanceData(bboxes=pred.bboxes[:0], labels=pred.labels[:0])
                     del sample.pred_instances
         return _as_levels(self.teacher_recorder[self.teacher_module])
 

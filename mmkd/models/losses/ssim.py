@@ -189,13 +189,14 @@ class _SSIMFunction(torch.autograd.Function):
         out = x.new_empty(x.shape[:2])
         for chunk in _channel_chunks(x):
             mu_x, mu_y, e_xx, e_yy, e_xy = _statistics(x[:, chunk], y[:, chunk], kernels)
-            # B = mu_x^2 + mu_y^2 + C1;  D = var_x + var_y + C2 = e_xx + e_yy - (B - C1) + C2
-            b = torch.mul(mu_x, mu_x).add_(c1).addcmul_(mu_y, mu_y)
-            d = torch.add(e_xx, e_yy).sub_(b).add_(c2 + c1)
-            # contrast * structure = (2 cov + C2) / D
-            value = torch.mul(mu_x, mu_y).mul_(-2).add_(c2).add_(e_xy, alpha=2).div_(d)
-            if not cs_only:
-                value.mul_(torch.mul(mu_x, mu_y).mul_(2).add_(c1).div_(b))
+            # (the differences are taken before the constants are added: C1, C2 are small next to E[x^2])
+            mu_xy = mu_x * mu_y
+            sq_sum = torch.mul(mu_x, mu_x).addcmul_(mu_y, mu_y)
+            # contrast * structure = (2 cov + C2) / (var_x + var_y + C2)
+            value = torch.sub(e_xy, mu_xy).mul_(2).add_(c2)
+            value.div_(torch.add(e_xx, e_yy).sub_(sq_sum).add_(c2))
+            if not cs_only:  # luminance = (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
+                value.mul_(mu_xy.mul_(2).add_(c1)).div_(sq_sum.add_(c1))
             out[:, chunk] = value.mean((2, 3))
         ctx.save_for_backward(x, y)
         ctx.kernels, ctx.c1, ctx.c2, ctx.cs_only = kernels, c1, c2, cs_only
@@ -215,7 +216,7 @@ class _SSIMFunction(torch.autograd.Function):
             g = (grad[:, chunk] / (mu_x.shape[2] * mu_x.shape[3]))[..., None, None]
             mu_xy = mu_x * mu_y
             inv_d = torch.add(e_xx, e_yy).sub_(mu_x * mu_x).sub_(mu_y * mu_y).add_(c2).reciprocal_()
-            cs = mu_xy.mul(-2).add_(c2).add_(e_xy, alpha=2).mul_(inv_d)
+            cs = torch.sub(e_xy, mu_xy).mul_(2).add_(c2).mul_(inv_d)
             if ctx.cs_only:
                 lum = inv_b = None
                 g_l = g

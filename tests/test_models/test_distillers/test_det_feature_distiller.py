@@ -151,6 +151,7 @@ def test_pseudo_labels_replace_ground_truth():
     for sample, pred in zip(data['data_samples'], expected):
         assert torch.equal(sample.gt_instances.bboxes, pred.pred_instances.bboxes)
         assert 'pred_instances' not in sample
+        assert sample.ignored_instances.bboxes.shape == (0, 4)  # assigners read it
     d.pseudo_label = dict(score_thr=1.0)  # nothing passes: the student learns background only
     data = _batch(d)
     losses = d.loss(data['inputs'], data['data_samples'])
