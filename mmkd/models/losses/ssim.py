@@ -19,6 +19,10 @@ With maps at least as large as the window the result equals pytorch-msssim.
 
 MS-SSIM (Wang et al. 2003): contrast-structure at the first levels and the full SSIM at the last,
 combined as prod_j cs_j^w_j * ssim_M^w_M, maps halved by 2x2 average pooling between levels.
+
+Implementation: full SSIM and the contrast-structure term go through ``_SSIMFunction``, whose
+hand-written backward keeps only the inputs (see ``bench/README.md`` for time and memory against
+pytorch-msssim and kornia); the component ablations go through plain autograd (``_ssim_maps``).
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
