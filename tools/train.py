@@ -58,6 +58,10 @@ def main():
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    # RNG states go into every checkpoint, so that --resume continues exactly (mmkd.engine.RNGStateHook)
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(h.get('type') in ('RNGStateHook', 'mmkd.RNGStateHook') for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='RNGStateHook')]
     prepare_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()

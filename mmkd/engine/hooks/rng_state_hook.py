@@ -1,0 +1,68 @@
+"""Random-number-generator states in checkpoints, so that a resumed run continues exactly."""
+import random
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+
+from mmkd.registry import HOOKS
+
+
+@HOOKS.register_module()
+class RNGStateHook(Hook):
+    """Save the main process's Python, NumPy and torch (CPU and CUDA) RNG states with every checkpoint
+    and restore them on resume.
+
+    mmengine re-seeds a resumed run from its seed, so whatever the main process draws afterwards
+    (augmentations when ``num_workers=0``, random samplers, dropout) differs from the uninterrupted
+    run. With this hook it does not. Dataloader workers seed themselves from the seed and their id
+    at every epoch when ``persistent_workers=False`` (then a resume at an epoch boundary is exact);
+    persistent workers keep RNG states that live in other processes and cannot be saved.
+
+    The states are plain tuples, ints, a NumPy ``uint32`` array and uint8 tensors: the checkpoint
+    stays loadable with ``weights_only=True``. ``tools/train.py`` adds this hook to every run.
+    """
+
+    priority = 'VERY_LOW'
+    KEY = 'mmkd_rng_state'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        state = dict(
+            python=random.getstate(),
+            numpy=(name, torch.from_numpy(keys.copy()), pos, has_gauss, cached),
+            torch=torch.get_rng_state())
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state['cuda'] = torch.cuda.get_rng_state_all()
+        checkpoint[self.KEY] = state
+
+    def __init__(self):
+        self._pending = None
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # kept until training starts: mmengine may still re-seed after loading, and a checkpoint
+        # loaded as initial weights (load_from without resume) must not set the states
+        if not runner._resume:
+            return
+        self._pending = checkpoint.get(self.KEY)
+        if self._pending is None:
+            runner.logger.warning(f'{type(self).__name__}: the checkpoint holds no RNG states (written without '
+                                  'this hook); random draws after resuming will differ from an uninterrupted run')
+
+    def before_train(self, runner) -> None:
+        state, self._pending = self._pending, None
+        if state is None:
+            return
+        random.setstate(_as_python_state(state['python']))
+        name, keys, pos, has_gauss, cached = state['numpy']
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state['torch'])
+        if 'cuda' in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state['cuda'])
+        runner.logger.info(f'{type(self).__name__}: RNG states restored from the resumed checkpoint')
+
+
+def _as_python_state(state):
+    """``random.setstate`` wants tuples where a round trip may have given lists."""
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
