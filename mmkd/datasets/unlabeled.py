@@ -5,8 +5,9 @@ import os.path as osp
 from typing import List, Optional, Sequence
 
 from mmdet.datasets import BaseDetDataset
-from PIL import Image
 from mmdet.registry import DATASETS
+from PIL import Image
+
 
 def _image_size(path: str) -> tuple:
     """(width, height) from the image header (the pixels are not decoded)."""

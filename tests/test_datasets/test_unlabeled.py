@@ -11,7 +11,6 @@ from mmkd.datasets import TOY_SHAPES_CLASSES
 from mmkd.utils.teacher import build_in_scope
 
 
-
 def UnlabeledDetDataset(**kwargs):  # noqa: N802  (built as a config would be, in mmdet's scope)
     return build_in_scope(dict(type='UnlabeledDetDataset', **kwargs), DATASETS)
 
@@ -65,7 +64,8 @@ def test_clear_errors(tmp_path):
     with pytest.raises(KeyError, match="'NoSuchDataset' is not a registered"):
         UnlabeledDetDataset(data_prefix=dict(img=str(tmp_path)), ann_file='', metainfo_of='NoSuchDataset')
     with pytest.raises(FileNotFoundError, match='missing'):
-        UnlabeledDetDataset(data_prefix=dict(img=str(tmp_path / 'missing')), ann_file='', metainfo=dict(classes=('a', )))
+        UnlabeledDetDataset(data_prefix=dict(img=str(tmp_path / 'missing')), ann_file='',
+                            metainfo=dict(classes=('a', )))
     with pytest.raises(ValueError, match='no images found'):
         UnlabeledDetDataset(data_prefix=dict(img=str(tmp_path)), ann_file='', metainfo=dict(classes=('a', )))
     bad = tmp_path / 'bad.json'
