@@ -164,3 +164,15 @@ def test_gradient_equals_pytorch_msssim(blur_path):
     torch.testing.assert_close(ours, ref, atol=1e-9, rtol=1e-6)
     torch.testing.assert_close(ssim(x, y, data_range=1.0),
                                pytorch_msssim.ssim(x, y, data_range=1.0, size_average=False), atol=1e-5, rtol=0)
+
+
+def test_channel_groups_cover_every_channel_once_per_device_budget():
+    import importlib
+    ssim_module = importlib.import_module('mmkd.models.losses.ssim')
+    for device, budget in (('cpu', ssim_module._CHUNK_ELEMENTS), ('meta', ssim_module._CHUNK_ELEMENTS_GPU)):
+        x = torch.empty(8, 256, 100, 168, device=device)
+        chunks = ssim_module._channel_chunks(x)
+        covered = [c for chunk in chunks for c in range(256)[chunk]]
+        assert covered == list(range(256))
+        per_group = max(1, budget // (8 * 100 * 168))
+        assert len(chunks) == -(-256 // per_group)
