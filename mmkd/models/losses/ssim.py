@@ -133,9 +133,9 @@ def _filter_adjoint(g: Tensor, dim: int, kernel: Tensor) -> Tensor:
     return F.conv_transpose2d(g, _kernel_view(dim, kernel, g.shape[1]), groups=g.shape[1])
 
 
-def _blur(x: Tensor, win_size: int, win_sigma: float) -> Tensor:
+def _blur(x: Tensor, kernels: List[Tuple[int, Tensor]]) -> Tensor:
     """Separable Gaussian 'valid' filtering of every channel of ``x`` (N, C, H, W)."""
-    for dim, kernel in _kernels(x.shape, win_size, win_sigma, x):
+    for dim, kernel in kernels:
         x = _filter(x, dim, kernel)
     return x
 
@@ -173,9 +173,25 @@ def _statistics(x: Tensor, y: Tensor, kernels: List[Tuple[int, Tensor]]) -> Tupl
     torch.mul(x, x, out=parts[2])
     torch.mul(y, y, out=parts[3])
     torch.mul(x, y, out=parts[4])
-    for dim, kernel in kernels:
-        stats = _filter(stats, dim, kernel)
-    return stats.split(channels, dim=1)
+    return _blur(stats, kernels).split(channels, dim=1)
+
+
+def _ssim_terms(mu_x: Tensor, mu_y: Tensor, e_xx: Tensor, e_yy: Tensor, e_xy: Tensor, c1: float, c2: float,
+                cs_only: bool) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+    """Contrast-structure CS = (2 cov + C2) / D with D = var_x + var_y + C2, 1 / D, and (unless
+    ``cs_only``) luminance L = (2 mu_x mu_y + C1) / B with B = mu_x^2 + mu_y^2 + C1 and 1 / B.
+
+    The differences are taken before the constants are added: C1, C2 are small next to E[x^2].
+    """
+    mu_xy = mu_x * mu_y
+    sq_sum = torch.mul(mu_x, mu_x).addcmul_(mu_y, mu_y)
+    inv_d = torch.add(e_xx, e_yy).sub_(sq_sum).add_(c2).reciprocal_()
+    cs = torch.sub(e_xy, mu_xy).mul_(2).add_(c2).mul_(inv_d)
+    if cs_only:
+        return cs, inv_d, None, None
+    inv_b = sq_sum.add_(c1).reciprocal_()
+    lum = mu_xy.mul_(2).add_(c1).mul_(inv_b)
+    return cs, inv_d, lum, inv_b
 
 
 class _SSIMFunction(torch.autograd.Function):
@@ -194,15 +210,8 @@ class _SSIMFunction(torch.autograd.Function):
         kernels = _kernels(x.shape, win_size, win_sigma, x)
         out = x.new_empty(x.shape[:2])
         for chunk in _channel_chunks(x):
-            mu_x, mu_y, e_xx, e_yy, e_xy = _statistics(x[:, chunk], y[:, chunk], kernels)
-            # (the differences are taken before the constants are added: C1, C2 are small next to E[x^2])
-            mu_xy = mu_x * mu_y
-            sq_sum = torch.mul(mu_x, mu_x).addcmul_(mu_y, mu_y)
-            # contrast * structure = (2 cov + C2) / (var_x + var_y + C2)
-            value = torch.sub(e_xy, mu_xy).mul_(2).add_(c2)
-            value.div_(torch.add(e_xx, e_yy).sub_(sq_sum).add_(c2))
-            if not cs_only:  # luminance = (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
-                value.mul_(mu_xy.mul_(2).add_(c1)).div_(sq_sum.add_(c1))
+            cs, _, lum, _ = _ssim_terms(*_statistics(x[:, chunk], y[:, chunk], kernels), c1, c2, cs_only)
+            value = cs if cs_only else cs.mul_(lum)
             out[:, chunk] = value.mean((2, 3))
         ctx.save_for_backward(x, y)
         ctx.kernels, ctx.c1, ctx.c2, ctx.cs_only = kernels, c1, c2, cs_only
@@ -220,16 +229,8 @@ class _SSIMFunction(torch.autograd.Function):
             xc, yc = x[:, chunk], y[:, chunk]
             mu_x, mu_y, e_xx, e_yy, e_xy = _statistics(xc, yc, kernels)
             g = (grad[:, chunk] / (mu_x.shape[2] * mu_x.shape[3]))[..., None, None]
-            mu_xy = mu_x * mu_y
-            inv_d = torch.add(e_xx, e_yy).sub_(mu_x * mu_x).sub_(mu_y * mu_y).add_(c2).reciprocal_()
-            cs = torch.sub(e_xy, mu_xy).mul_(2).add_(c2).mul_(inv_d)
-            if ctx.cs_only:
-                lum = inv_b = None
-                g_l = g
-            else:
-                inv_b = torch.mul(mu_x, mu_x).addcmul_(mu_y, mu_y).add_(c1).reciprocal_()
-                lum = mu_xy.mul_(2).add_(c1).mul_(inv_b)
-                g_l = lum * g
+            cs, inv_d, lum, inv_b = _ssim_terms(mu_x, mu_y, e_xx, e_yy, e_xy, c1, c2, ctx.cs_only)
+            g_l = g if lum is None else lum * g
             # the gradient maps, side by side in one buffer for one transposed blur:
             # dS/dmu (for x and/or y), dS/dE[x^2] = dS/dE[y^2] = -L CS / D, dS/dE[xy] = 2 L / D
             count = int(need_x) + int(need_y)
@@ -255,12 +256,19 @@ class _SSIMFunction(torch.autograd.Function):
         return grad_x, grad_y, None, None, None, None, None
 
 
-def _ssim_maps(x: Tensor, y: Tensor, data_range: float, win_size: int, win_sigma: float,
-               K: Tuple[float, float], components: Sequence[str]) -> Tuple[Tensor, Tensor]:
-    """Per-pixel luminance map and contrast * structure map (each (N, C, H', W'))."""
+def _check_pair(x: Tensor, y: Tensor) -> None:
     if x.shape != y.shape or x.dim() != 4:
         raise ValueError(f'ssim expects two (N, C, H, W) tensors of one shape, got {tuple(x.shape)} '
                          f'and {tuple(y.shape)}')
+    if x.dtype != y.dtype:
+        raise ValueError(f'ssim expects two tensors of one dtype, got {x.dtype} and {y.dtype}')
+
+
+def _ssim_maps(x: Tensor, y: Tensor, data_range: float, win_size: int, win_sigma: float,
+               K: Tuple[float, float], components: Sequence[str]) -> Tuple[Tensor, Tensor]:
+    """Per-pixel luminance map and contrast * structure map (each (N, C, H', W')), through autograd
+    (the components ablation; full SSIM goes through :class:`_SSIMFunction`)."""
+    _check_pair(x, y)
     unknown = set(components) - set(COMPONENTS)
     if unknown or not components:
         raise ValueError(f'components must be a non-empty subset of {COMPONENTS}, got {tuple(components)}')
@@ -268,7 +276,7 @@ def _ssim_maps(x: Tensor, y: Tensor, data_range: float, win_size: int, win_sigma
     c2 = (K[1] * data_range)**2
     n, c = x.shape[:2]
     # one depthwise filtering pass over the five statistics instead of five passes
-    stats = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), win_size, win_sigma)
+    stats = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), _kernels(x.shape, win_size, win_sigma, x))
     mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(c, dim=1)
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     var_x, var_y, cov = e_xx - mu_xx, e_yy - mu_yy, e_xy - mu_xy
@@ -322,11 +330,7 @@ def ssim(x: Tensor,
 def _ssim_per_channel(x: Tensor, y: Tensor, data_range: float, win_size: int, win_sigma: float,
                       K: Tuple[float, float], cs_only: bool) -> Tensor:
     """(N, C) mean SSIM (or contrast-structure) through the fused function."""
-    if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(f'ssim expects two (N, C, H, W) tensors of one shape, got {tuple(x.shape)} '
-                         f'and {tuple(y.shape)}')
-    if x.dtype != y.dtype:
-        raise ValueError(f'ssim expects two tensors of one dtype, got {x.dtype} and {y.dtype}')
+    _check_pair(x, y)
     c1 = (K[0] * data_range)**2
     c2 = (K[1] * data_range)**2
     return _SSIMFunction.apply(x, y, c1, c2, win_size, win_sigma, cs_only)
