@@ -108,7 +108,3 @@ class UnlabeledDetDataset(BaseDetDataset):
         else:
             found = [osp.join(root, f) for f in sorted(os.listdir(root)) if f.lower().endswith(self.suffixes)]
         return found
-
-    def filter_data(self) -> List[dict]:
-        # nothing to filter on: there are no boxes until the teacher gives them
-        return self.data_list
