@@ -7,7 +7,7 @@ from mmdet.registry import MODELS as DET_MODELS
 from mmengine.config import Config
 from mmseg.registry import MODELS as SEG_MODELS
 
-from mmkd.utils.teacher import build_in_scope
+from mmkd.utils.build import build_in_scope
 
 from .conftest import CONFIGS
 

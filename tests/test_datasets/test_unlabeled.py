@@ -8,7 +8,7 @@ import pytest
 from mmdet.registry import DATASETS
 
 from mmkd.datasets import TOY_SHAPES_CLASSES
-from mmkd.utils.teacher import build_in_scope
+from mmkd.utils.build import build_in_scope
 
 
 def UnlabeledDetDataset(**kwargs):  # noqa: N802  (built as a config would be, in mmdet's scope)

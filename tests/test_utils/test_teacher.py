@@ -8,7 +8,7 @@ from mmengine.optim import build_optim_wrapper
 
 from mmkd.models.distillers import DetFeatureDistiller
 from mmkd.utils import build_teacher, load_config, model_config
-from mmkd.utils.teacher import build_in_scope
+from mmkd.utils.build import build_in_scope
 
 from ..conftest import CONFIGS
 

@@ -6,7 +6,8 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.registry import Registry
 
-from mmkd.utils.teacher import ConfigType, build_in_scope, build_teacher
+from mmkd.utils.build import ConfigType, build_in_scope
+from mmkd.utils.teacher import build_teacher
 
 
 class BaseDistiller(BaseModel):

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mmkd.models.utils import FeatureRecorder
 from mmkd.registry import DET_MODELS
-from mmkd.utils.teacher import ConfigType, build_in_scope
+from mmkd.utils.build import ConfigType, build_in_scope
 from .base_distiller import BaseDistiller
 
 
