@@ -11,6 +11,17 @@ CONFIGS = osp.join(ROOT, 'configs')
 TOOLS = osp.join(ROOT, 'tools')
 
 
+@pytest.fixture(autouse=True)
+def _no_default_scope_leaks():
+    """A Runner built in one test leaves its default scope current for the whole process (mmengine's
+    DefaultScope is global): every test starts from the scopes that existed before it."""
+    from mmengine.registry import DefaultScope
+    before = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(before)
+
+
 @pytest.fixture(scope='session')
 def toy_root(tmp_path_factory):
     """A small toy shapes dataset shared by the tests (16 train, 8 val images)."""

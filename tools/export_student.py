@@ -1,9 +1,11 @@
-"""Export the student of an mmkd distillation checkpoint for stock mmdet / mmseg.
+"""Export the deployable network of an mmkd checkpoint (a distiller's student, ...) for stock mmdet / mmseg.
 
     python tools/export_student.py CHECKPOINT OUT_DIR [--config CONFIG]
 
-writes OUT_DIR/student.pth and OUT_DIR/student_config.py, which mmdet's DetInferencer (or
-mmseg's MMSegInferencer) loads without mmkd installed.
+writes OUT_DIR/student.pth and OUT_DIR/student_config.py: the network that the model declares deployable
+(see mmkd.models.utils.Deployable). A detection or segmentation network loads in mmdet's DetInferencer
+(or mmseg's MMSegInferencer) without mmkd installed; a config that still names mmkd types (mmkd's own
+model kinds) says so, and needs mmkd.
 """
 import argparse
 
@@ -12,12 +14,17 @@ from mmkd.utils.export import export_student
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument('checkpoint', help='checkpoint saved while training an mmkd distiller')
+    parser.add_argument('checkpoint', help='checkpoint saved while training an mmkd model')
     parser.add_argument('out_dir', help='folder for student.pth and student_config.py')
     parser.add_argument('--config', help='the training config (default: the one stored in the checkpoint)')
     args = parser.parse_args()
-    ckpt_path, cfg_path = export_student(args.checkpoint, args.out_dir, args.config)
-    print(f'student weights: {ckpt_path}\nstudent config:  {cfg_path}')
+    exported = export_student(args.checkpoint, args.out_dir, args.config)
+    print(f'exported network: {exported.network}\nweights: {exported.checkpoint}\nconfig:  {exported.config}')
+    if exported.mmkd_types:
+        print(f'needs mmkd: the config names {", ".join(exported.mmkd_types)}, which have no stock equivalent '
+              "(it keeps custom_imports=['mmkd'])")
+    else:
+        print('needs no mmkd: stock mmdet / mmseg load it')
 
 
 if __name__ == '__main__':

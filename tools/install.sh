@@ -11,7 +11,8 @@
 #   MMKD_WHEELHOUSE     folder of prebuilt wheels tried first for mmcv (e.g. ../shared/wheels/cpu)
 #   MMKD_TORCH_VERSION  torch version installed when none is present (default 2.13.0)
 #   MMKD_EXTRAS         extras of mmkd to install (default "tests")
-#   PYTHON              interpreter to use (default: python, else python3)
+#   PYTHON              interpreter to use (default: python, else python3); a distribution's Python
+#                       marked externally managed (PEP 668) is refused outside a virtual environment
 #
 # On failure the script exits non-zero and prints one line naming the failed step and the reason;
 # the full output of every step is kept in the log file it names.
@@ -47,6 +48,20 @@ pip_install() { "$PY" -m pip install --disable-pip-version-check -c "$CONSTRAINT
 [ -n "$PY" ] || { echo 'mmkd install: step "python" failed: no python or python3 on PATH' >&2; exit 1; }
 say "python: $PY ($("$PY" -c 'import sys; print(sys.version.split()[0])')), log: $LOG"
 run "check python >= 3.8" "$PY" -c 'import sys; assert sys.version_info >= (3, 8), sys.version'
+
+# PEP 668: pip refuses to install into a distribution's own Python (Debian / Ubuntu) outside a virtual
+# environment; say what works instead rather than let pip fail at the first install with its long error.
+# PIP_BREAK_SYSTEM_PACKAGES, pip's own override, skips the check.
+externally_managed() {
+    "$PY" -c 'import os, sys, sysconfig
+marker = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")
+sys.exit(0 if os.path.isfile(marker) and sys.prefix == sys.base_prefix else 1)'
+}
+if [ -z "${PIP_BREAK_SYSTEM_PACKAGES:-}" ] && externally_managed; then
+    printf 'mmkd install: step "python" failed: %s is externally managed (PEP 668), pip cannot install into it; %s\n' \
+        "$PY" "run instead: python3 -m venv .venv && . .venv/bin/activate && bash $0" >&2
+    exit 1
+fi
 
 # 1. torch: keep what is installed, so that a CUDA build chosen by the user is not replaced.
 if "$PY" -c 'import torch' >/dev/null 2>&1; then

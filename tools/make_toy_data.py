@@ -25,8 +25,13 @@ def main():
     args = parser.parse_args()
     from mmkd.datasets.toy_shapes import generate_toy_shapes
     start = time.time()
-    files = generate_toy_shapes(args.root, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
-                                image_size=args.image_size, max_objects=args.max_objects)
+    files = generate_toy_shapes(
+        args.root,
+        seed=args.seed,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        image_size=args.image_size,
+        max_objects=args.max_objects)
     print(f'toy shapes ready in {time.time() - start:.1f} s: ' + ', '.join(files.values()))
 
 

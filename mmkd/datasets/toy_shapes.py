@@ -19,7 +19,8 @@ from typing import Dict, Optional
 import cv2
 import numpy as np
 from mmdet.datasets import CocoDataset
-from mmdet.registry import DATASETS
+
+from mmkd.registry import DET_DATASETS
 
 CLASSES = ('circle', 'square', 'triangle', 'cross', 'ring')
 PALETTE = [(220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 225, 25), (145, 30, 180)]
@@ -144,7 +145,7 @@ def generate_toy_shapes(root: str,
     return out
 
 
-@DATASETS.register_module()
+@DET_DATASETS.register_module()
 class ToyShapesDataset(CocoDataset):
     """mmdet ``CocoDataset`` over the toy shapes, generated under ``data_root`` if absent.
 
@@ -160,4 +161,3 @@ class ToyShapesDataset(CocoDataset):
             raise KeyError('ToyShapesDataset needs data_root: the folder to read or generate the toy data in')
         generate_toy_shapes(data_root, **(generate or {}))
         super().__init__(*args, **kwargs)
-

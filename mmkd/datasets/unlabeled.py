@@ -5,8 +5,9 @@ import os.path as osp
 from typing import List, Optional, Sequence
 
 from mmdet.datasets import BaseDetDataset
-from mmdet.registry import DATASETS
 from PIL import Image
+
+from mmkd.registry import DET_DATASETS
 
 
 def _image_size(path: str) -> tuple:
@@ -21,7 +22,7 @@ def _image_size(path: str) -> tuple:
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
-@DATASETS.register_module()
+@DET_DATASETS.register_module()
 class UnlabeledDetDataset(BaseDetDataset):
     """Every image of a folder, or every image listed in a COCO json, with no ground truth.
 
@@ -50,7 +51,7 @@ class UnlabeledDetDataset(BaseDetDataset):
         if metainfo_of is not None:
             if metainfo:
                 raise ValueError('UnlabeledDetDataset: give metainfo or metainfo_of, not both')
-            source = DATASETS.get(metainfo_of)
+            source = DET_DATASETS.get(metainfo_of)
             if source is None or not getattr(source, 'METAINFO', {}).get('classes'):
                 raise KeyError(f'UnlabeledDetDataset: metainfo_of={metainfo_of!r} is not a registered dataset '
                                'type with METAINFO classes')
@@ -67,8 +68,12 @@ class UnlabeledDetDataset(BaseDetDataset):
         if self.ann_file:
             images = self._images_from_json(self.ann_file)
             data = [
-                dict(img_path=osp.join(image_root, im['file_name']), img_id=im['id'], height=im['height'],
-                     width=im['width'], instances=[]) for im in images
+                dict(
+                    img_path=osp.join(image_root, im['file_name']),
+                    img_id=im['id'],
+                    height=im['height'],
+                    width=im['width'],
+                    instances=[]) for im in images
             ]
         else:
             if not osp.isdir(image_root):

@@ -1,3 +1,4 @@
 from .hooks import RNGStateHook
+from .optimizers import MultiNetworkOptimWrapperConstructor, MultiNetworkOptimWrapperDict
 
-__all__ = ['RNGStateHook']
+__all__ = ['RNGStateHook', 'MultiNetworkOptimWrapperConstructor', 'MultiNetworkOptimWrapperDict']

@@ -1,6 +1,6 @@
+from .build import build_in_scope, load_config, model_config
 from .checkpoint import UntrustedCheckpointError, atomic_write, is_trusted, safe_torch_load, trust_checkpoint
 from .distributed import prepare_distributed
-from .build import build_in_scope, load_config, model_config
 from .teacher import build_teacher, load_weights_strictly
 
 __all__ = [

@@ -18,8 +18,10 @@ def prepare_distributed(cfg: Config) -> None:
         return
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     if cfg.get('model_wrapper_cfg') is None:
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
-                                     find_unused_parameters=cfg.get('find_unused_parameters', False))
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
     if not dist.is_initialized():
-        dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
-                                world_size=int(os.environ['WORLD_SIZE']))
+        dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE']))

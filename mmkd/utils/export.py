@@ -1,14 +1,31 @@
-"""Export the student of a distillation checkpoint as a plain mmdet / mmseg model."""
+"""Export the deployable network of an mmkd checkpoint (a distiller's student, ...) as a plain model."""
 import os
 import os.path as osp
-from typing import Any, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional
 
 import torch
 from mmengine.config import Config
 
 from .checkpoint import safe_torch_load
+from .teacher import checkpoint_state_dict
 
 MMKD_ONLY_DATASET_KEYS = ('generate', )
+
+
+class Exported(NamedTuple):
+    """What :func:`export_student` wrote.
+
+    Attributes:
+        checkpoint: path of the weights (``student.pth``).
+        config: path of the config (``student_config.py``).
+        network: the ``state_dict`` prefix of the exported network in the training checkpoint.
+        mmkd_types: the mmkd types that the config still names (no stock equivalent); empty when stock
+            mmdet / mmseg load it without mmkd.
+    """
+    checkpoint: str
+    config: str
+    network: str
+    mmkd_types: List[str]
 
 
 def _plain(value: Any) -> Any:
@@ -22,40 +39,116 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _is_mmkd(obj: Any) -> bool:
+    return getattr(obj, '__module__', '').split('.')[0] == 'mmkd'
+
+
+def _is_mmkd_type(kind: Any, registries: list) -> bool:
+    """Whether a ``type`` value needs mmkd: registered in one of mmkd's own registries, or an mmkd class."""
+    if isinstance(kind, str) and any(r.scope == 'mmkd' and kind in r.module_dict for r in registries):
+        return True
+    return _is_mmkd(_lookup(kind, registries))
+
+
+def _registries() -> list:
+    """Every registry a config's ``type`` can name: mmkd's, mmdet's and mmseg's (with mmengine's as parents)."""
+    import mmdet.registry
+    import mmseg.registry
+    from mmengine.registry import Registry
+
+    import mmkd.registry
+    return [
+        value for module in (mmkd.registry, mmdet.registry, mmseg.registry) for value in vars(module).values()
+        if isinstance(value, Registry)
+    ]
+
+
+def _lookup(kind: Any, registries: list) -> Any:
+    """The class a ``type`` value names (the first registry that knows it), or ``None``."""
+    if isinstance(kind, type):
+        return kind
+    if not isinstance(kind, str):
+        return None
+    return next((cls for cls in (r.get(kind) for r in registries) if cls is not None), None)
+
+
+def _stock_ancestor(cls: type, stock_registries: tuple) -> Optional[type]:
+    """The nearest non-mmkd base class of ``cls`` that a stock registry knows by its name."""
+    return next(
+        (c for c in cls.__mro__[1:] if not _is_mmkd(c) and any(r.get(c.__name__) is c for r in stock_registries)), None)
+
+
 def _stock_dataset(dataset: dict) -> dict:
-    """Replace an mmkd dataset type by the stock class it extends (e.g. ToyShapesDataset -> CocoDataset)."""
+    """Replace an mmkd dataset type by the registered stock class it extends (e.g. ToyShapesDataset ->
+    CocoDataset); a dataset with no registered stock ancestor keeps its mmkd type."""
     from mmdet.registry import DATASETS as DET_DATASETS
+    from mmengine.registry import DATASETS as MMENGINE_DATASETS
     from mmseg.registry import DATASETS as SEG_DATASETS
+
+    from mmkd.registry import DATASETS
     dataset = dict(dataset)
     if 'dataset' in dataset and isinstance(dataset['dataset'], dict):  # wrappers such as RepeatDataset
         dataset['dataset'] = _stock_dataset(dataset['dataset'])
-    kind = dataset.get('type')
-    for registry in (DET_DATASETS, SEG_DATASETS):
-        cls = registry.get(kind) if isinstance(kind, str) else None
-        if cls is not None and cls.__module__.startswith('mmkd'):
-            stock = next(c for c in cls.__mro__[1:] if not c.__module__.startswith('mmkd'))
-            dataset['type'] = stock.__name__
-            dataset.setdefault('metainfo', _plain(dict(getattr(cls, 'METAINFO', {}))))
-            for key in MMKD_ONLY_DATASET_KEYS:
-                dataset.pop(key, None)
-            break
+    registries = [DET_DATASETS, SEG_DATASETS, DATASETS]
+    cls = _lookup(dataset.get('type'), registries)
+    if cls is None or not _is_mmkd_type(dataset.get('type'), registries):
+        return dataset
+    stock = _stock_ancestor(cls, (DET_DATASETS, SEG_DATASETS, MMENGINE_DATASETS))
+    if stock is not None:
+        dataset['type'] = stock.__name__
+        dataset.setdefault('metainfo', _plain(dict(getattr(cls, 'METAINFO', {}))))
+        for key in MMKD_ONLY_DATASET_KEYS:
+            dataset.pop(key, None)
     return dataset
 
 
-def export_student(checkpoint: str, out_dir: str, config: Optional[str] = None) -> Tuple[str, str]:
-    """Write ``student.pth`` and ``student_config.py`` for the student of an mmkd distiller checkpoint.
+def _stock_hooks(cfg: Config) -> None:
+    """Drop mmkd's custom hooks (training-time behaviour); a default hook of an mmkd type (e.g.
+    SafeCheckpointHook) becomes the stock hook it extends."""
+    from mmengine.registry import HOOKS
+    if 'custom_hooks' in cfg:
+        cfg.custom_hooks = [h for h in cfg.custom_hooks if not _is_mmkd_type(h['type'], [HOOKS])]
+    for name, hook in (cfg.get('default_hooks') or {}).items():
+        cls = _lookup(hook.get('type'), [HOOKS]) if isinstance(hook, dict) else None
+        if cls is not None and _is_mmkd_type(hook['type'], [HOOKS]):
+            stock = _stock_ancestor(cls, (HOOKS, ))
+            if stock is not None:
+                cfg.default_hooks[name] = dict(hook, type=stock.__name__)
 
-    The checkpoint holds only the student's weights and plain metadata, and the config names only
-    stock mmdet / mmseg types, so stock ``DetInferencer`` / ``MMSegInferencer`` load both without mmkd.
+
+def _mmkd_types(value: Any, registries: list) -> List[str]:
+    """Names of the ``type`` entries anywhere in a config value that resolve to mmkd classes."""
+    found = []
+    if isinstance(value, dict):
+        if _is_mmkd_type(value.get('type'), registries):
+            found.append(_lookup(value['type'], registries).__name__)
+        for item in value.values():
+            found += _mmkd_types(item, registries)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found += _mmkd_types(item, registries)
+    return found
+
+
+def export_student(checkpoint: str, out_dir: str, config: Optional[str] = None) -> Exported:
+    """Write ``student.pth`` and ``student_config.py`` for the deployable network of an mmkd checkpoint.
+
+    The network is the one the model declares (see :class:`mmkd.models.utils.Deployable`): a
+    distiller's student, the chosen network of a pair, ... The checkpoint holds only that network's
+    weights and plain metadata. Dataset and default-hook types are rewritten to the stock classes they
+    extend and mmkd's custom hooks are dropped, so that a detection or segmentation network loads in stock
+    ``DetInferencer`` / ``MMSegInferencer`` without mmkd. A config that still names mmkd types (an mmkd-scope model, a
+    dataset with no stock ancestor) keeps ``custom_imports=['mmkd']``; ``Exported.mmkd_types`` lists them.
 
     Args:
-        checkpoint: a checkpoint saved by the runner while training an mmkd distiller.
+        checkpoint: a checkpoint saved by the runner while training an mmkd model.
         out_dir: folder to write to (created if needed).
         config: the training config; by default the one stored in the checkpoint's meta.
 
     Returns:
-        tuple: paths of the written checkpoint and config.
+        Exported: the written paths, the network's prefix and the mmkd types the config still needs.
     """
+    from mmkd.models.utils import deployable_of
     ckpt = safe_torch_load(checkpoint, map_location='cpu')
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     if config is not None:
@@ -64,38 +157,42 @@ def export_student(checkpoint: str, out_dir: str, config: Optional[str] = None) 
         cfg = Config.fromstring(meta['cfg'], file_format='.py')
     else:
         raise KeyError(f"checkpoint '{checkpoint}' stores no config in meta['cfg']: pass the training config")
-    if 'student' not in cfg.get('model', {}):
-        raise KeyError(f"the config of '{checkpoint}' has no model.student: it is not an mmkd distiller "
-                       'checkpoint (a plain checkpoint needs no export)')
-    state_dict = ckpt.get('state_dict', ckpt)
-    student = {k[len('student.'):]: v for k, v in state_dict.items() if k.startswith('student.')}
-    if not student:
-        raise KeyError(f"checkpoint '{checkpoint}' has no 'student.' weights")
+    if not isinstance(cfg.get('model'), dict):
+        raise KeyError(f"the config of '{checkpoint}' has no model")
+    try:
+        prefix, network_cfg = deployable_of(cfg.model, cfg.get('default_scope'))
+    except TypeError as e:
+        raise TypeError(f"the model of '{checkpoint}' is not an mmkd model ({e}): a plain checkpoint needs no "
+                        'export') from e
+    weights = {k[len(prefix) + 1:]: v for k, v in checkpoint_state_dict(ckpt).items() if k.startswith(prefix + '.')}
+    if not weights:
+        raise KeyError(f"checkpoint '{checkpoint}' has no '{prefix}.' weights (the deployable network of "
+                       f'{cfg.model.type})')
 
-    cfg.model = cfg.model.student
-    imports = [m for m in cfg.get('custom_imports', {}).get('imports', []) if not m.startswith('mmkd')]
-    if 'custom_imports' in cfg:
-        if imports:
-            cfg.custom_imports.imports = imports
-        else:
-            cfg.pop('custom_imports')
-    if 'custom_hooks' in cfg:
-        from mmengine.registry import HOOKS
-        cfg.custom_hooks = [
-            h for h in cfg.custom_hooks
-            if not (HOOKS.get(h['type']) or object).__module__.startswith('mmkd')
-        ]
+    cfg.model = network_cfg
+    _stock_hooks(cfg)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if cfg.get(name) and 'dataset' in cfg[name]:
             cfg[name].dataset = _stock_dataset(cfg[name].dataset)
     cfg.load_from = None
     cfg.resume = False
+    mmkd_types = sorted(set(_mmkd_types(cfg.to_dict(), _registries())))
+    if cfg.get('default_scope') == 'mmkd':
+        mmkd_types = mmkd_types or ["default_scope='mmkd'"]
+    imports = [m for m in cfg.get('custom_imports', {}).get('imports', []) if m.split('.')[0] != 'mmkd']
+    if mmkd_types:
+        imports = ['mmkd'] + imports
+    if imports:
+        cfg.custom_imports = dict(cfg.get('custom_imports', {}), imports=imports)
+    else:
+        cfg.pop('custom_imports', None)
 
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path = osp.join(out_dir, 'student.pth')
     cfg_path = osp.join(out_dir, 'student_config.py')
     out_meta = {k: _plain(meta[k]) for k in ('dataset_meta', 'epoch', 'iter', 'seed') if k in meta}
     out_meta['exported_from'] = osp.abspath(checkpoint)
-    torch.save(dict(state_dict=student, meta=out_meta), ckpt_path)
+    out_meta['exported_network'] = prefix
+    torch.save(dict(state_dict=weights, meta=out_meta), ckpt_path)
     cfg.dump(cfg_path)
-    return ckpt_path, cfg_path
+    return Exported(ckpt_path, cfg_path, prefix, mmkd_types)

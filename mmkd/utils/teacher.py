@@ -26,6 +26,29 @@ def checkpoint_state_dict(checkpoint: dict) -> dict:
     return state_dict
 
 
+def deployable_prefix(checkpoint: dict) -> Optional[str]:
+    """The ``state_dict`` prefix of the deployable network of the mmkd model that saved ``checkpoint``.
+
+    The model is the one of the config the runner stores in ``meta['cfg']``; ``None`` where there is no
+    such config or where it is not an mmkd model (see :class:`mmkd.models.utils.Deployable`).
+    """
+    from mmkd.models.utils import deployable_of
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    cfg_text = meta.get('cfg') if isinstance(meta, dict) else None
+    if not isinstance(cfg_text, str):
+        return None
+    try:
+        cfg = Config.fromstring(cfg_text, file_format='.py')
+    except Exception:  # mmengine raises many types for a text it cannot read back; the keys then decide alone
+        return None
+    if not isinstance(cfg.get('model'), dict):
+        return None
+    try:
+        return deployable_of(cfg.model, cfg.get('default_scope'))[0]
+    except (KeyError, TypeError):  # an unknown or a plain (non-mmkd) model
+        return None
+
+
 def state_dict_mismatch(model: nn.Module, state_dict: dict, limit: int = 5) -> List[str]:
     """Describe how ``state_dict`` fails to fit ``model``; an empty list means it fits exactly."""
     expected = model.state_dict()
@@ -66,9 +89,11 @@ def load_weights_strictly(model: nn.Module, checkpoint_path: str, what: str = 'c
         state_dict = checkpoint_state_dict(checkpoint)
     except TypeError as e:
         raise RuntimeError(f'{what} {checkpoint_path!r} holds no weights: {e}') from e
-    if state_dict_mismatch(model, state_dict) and any(k.startswith('student.') for k in state_dict):
-        # a distiller's checkpoint (e.g. a distilled student reused as teacher): take the student's weights
-        state_dict = {k[len('student.'):]: v for k, v in state_dict.items() if k.startswith('student.')}
+    if state_dict_mismatch(model, state_dict):
+        # an mmkd model's checkpoint (e.g. a distilled student reused as teacher): its deployable network
+        prefix = deployable_prefix(checkpoint)
+        if prefix is not None:
+            state_dict = {k[len(prefix) + 1:]: v for k, v in state_dict.items() if k.startswith(prefix + '.')}
     problems = state_dict_mismatch(model, state_dict)
     if problems:
         raise RuntimeError(f'{what} {checkpoint_path!r} does not fit the model {type(model).__name__}: ' +
@@ -104,12 +129,13 @@ def build_teacher(cfg: ConfigType,
     model_cfg = model_config(cfg, 'teacher config')
     model = build_in_scope(model_cfg, registry)
     if checkpoint is None:
-        print_log('teacher_ckpt is None: the teacher keeps random weights (fine for evaluation and export, '
-                  'which use the student only; wrong for training)', logger='current',
-                  level=30)
+        print_log(
+            'teacher_ckpt is None: the teacher keeps random weights (fine for evaluation and export, '
+            'which use the student only; wrong for training)',
+            logger='current',
+            level=30)
     else:
         load_weights_strictly(model, checkpoint, 'teacher checkpoint')
     if frozen:
         freeze(model)
     return model, model_cfg
-

@@ -25,8 +25,13 @@ def test_sizes_cover_small_medium_large(tmp_path):
 
 
 def test_stock_coco_dataset_and_metric_read_it(toy_root):
-    ds = CocoDataset(data_root=toy_root, ann_file='annotations/instances_val.json', data_prefix=dict(img='val/'),
-                     metainfo=dict(classes=TOY_SHAPES_CLASSES), pipeline=[], test_mode=True)
+    ds = CocoDataset(
+        data_root=toy_root,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        metainfo=dict(classes=TOY_SHAPES_CLASSES),
+        pipeline=[],
+        test_mode=True)
     assert len(ds) == 8
     metric = CocoMetric(ann_file=osp.join(toy_root, 'annotations/instances_val.json'), metric='bbox')
     metric.dataset_meta = dict(classes=TOY_SHAPES_CLASSES)
@@ -35,16 +40,23 @@ def test_stock_coco_dataset_and_metric_read_it(toy_root):
         boxes = np.array([inst['bbox'] for inst in info['instances']], np.float32).reshape(-1, 4)
         labels = np.array([inst['bbox_label'] for inst in info['instances']])
         import torch
-        metric.process({}, [dict(img_id=info['img_id'], ori_shape=(128, 128),
-                                 pred_instances=dict(bboxes=torch.from_numpy(boxes),
-                                                     scores=torch.ones(len(boxes)),
-                                                     labels=torch.from_numpy(labels)))])
+        metric.process({}, [
+            dict(
+                img_id=info['img_id'],
+                ori_shape=(128, 128),
+                pred_instances=dict(
+                    bboxes=torch.from_numpy(boxes), scores=torch.ones(len(boxes)), labels=torch.from_numpy(labels)))
+        ])
     result = metric.evaluate(len(ds))
     assert abs(result['coco/bbox_mAP'] - 1.0) < 1e-6
 
 
 def test_dataset_generates_on_first_use(tmp_path):
     root = str(tmp_path / 'fresh')
-    ds = ToyShapesDataset(data_root=root, ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
-                          generate=dict(num_train=3, num_val=1, image_size=64), pipeline=[])
+    ds = ToyShapesDataset(
+        data_root=root,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        generate=dict(num_train=3, num_val=1, image_size=64),
+        pipeline=[])
     assert len(ds) <= 3 and osp.isfile(osp.join(root, 'annotations', 'instances_val.json'))

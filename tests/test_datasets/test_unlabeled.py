@@ -15,8 +15,11 @@ def UnlabeledDetDataset(**kwargs):  # noqa: N802  (built as a config would be, i
     return build_in_scope(dict(type='UnlabeledDetDataset', **kwargs), DATASETS)
 
 
-PIPELINE = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(64, 64), keep_ratio=True),
-            dict(type='PackDetInputs')]
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(64, 64), keep_ratio=True),
+    dict(type='PackDetInputs')
+]
 
 
 def _folder(root):
@@ -31,22 +34,26 @@ def _folder(root):
 
 def test_folder_scan_sizes_and_order(tmp_path):
     root = _folder(str(tmp_path / 'imgs'))
-    ds = UnlabeledDetDataset(data_prefix=dict(img=root), ann_file='', metainfo=dict(classes=('a', 'b')),
-                             pipeline=PIPELINE)
+    ds = UnlabeledDetDataset(
+        data_prefix=dict(img=root), ann_file='', metainfo=dict(classes=('a', 'b')), pipeline=PIPELINE)
     infos = [ds.get_data_info(i) for i in range(len(ds))]
     assert [osp.relpath(d['img_path'], root) for d in infos] == ['a.JPG', 'b.png', osp.join('sub', 'c.png')]
     assert [(d['width'], d['height']) for d in infos] == [(10, 20), (40, 30), (8, 8)]
     assert all(d['instances'] == [] for d in infos)
-    flat = UnlabeledDetDataset(data_prefix=dict(img=root), ann_file='', metainfo=dict(classes=('a', )),
-                               recursive=False, pipeline=PIPELINE)
+    flat = UnlabeledDetDataset(
+        data_prefix=dict(img=root), ann_file='', metainfo=dict(classes=('a', )), recursive=False, pipeline=PIPELINE)
     assert len(flat) == 2
     sample = ds[1]['data_samples']
     assert len(sample.gt_instances) == 0 and sample.img_shape[1] == 64
 
 
 def test_coco_json_annotations_are_ignored(toy_root):
-    ds = UnlabeledDetDataset(data_root=toy_root, ann_file='annotations/instances_train.json',
-                             data_prefix=dict(img='train/'), metainfo_of='ToyShapesDataset', pipeline=PIPELINE)
+    ds = UnlabeledDetDataset(
+        data_root=toy_root,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        metainfo_of='ToyShapesDataset',
+        pipeline=PIPELINE)
     with open(osp.join(toy_root, 'annotations', 'instances_train.json')) as f:
         coco = json.load(f)
     assert len(coco['annotations']) > 0
@@ -64,8 +71,8 @@ def test_clear_errors(tmp_path):
     with pytest.raises(KeyError, match="'NoSuchDataset' is not a registered"):
         UnlabeledDetDataset(data_prefix=dict(img=str(tmp_path)), ann_file='', metainfo_of='NoSuchDataset')
     with pytest.raises(FileNotFoundError, match='missing'):
-        UnlabeledDetDataset(data_prefix=dict(img=str(tmp_path / 'missing')), ann_file='',
-                            metainfo=dict(classes=('a', )))
+        UnlabeledDetDataset(
+            data_prefix=dict(img=str(tmp_path / 'missing')), ann_file='', metainfo=dict(classes=('a', )))
     with pytest.raises(ValueError, match='no images found'):
         UnlabeledDetDataset(data_prefix=dict(img=str(tmp_path)), ann_file='', metainfo=dict(classes=('a', )))
     bad = tmp_path / 'bad.json'

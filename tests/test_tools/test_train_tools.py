@@ -37,8 +37,8 @@ def trained(toy_root, tmp_path_factory):
     work = tmp_path_factory.mktemp('train')
     _run([PYTHON, osp.join(TOOLS, 'train.py'), CONFIG, '--work-dir', str(work / 'full')] + _options(toy_root, 2), work)
     _run([PYTHON, osp.join(TOOLS, 'train.py'), CONFIG, '--work-dir', str(work / 'part')] + _options(toy_root, 1), work)
-    _run([PYTHON, osp.join(TOOLS, 'train.py'), CONFIG, '--work-dir', str(work / 'part'), '--resume'] +
-         _options(toy_root, 2), work)
+    _run([PYTHON, osp.join(TOOLS, 'train.py'), CONFIG, '--work-dir',
+          str(work / 'part'), '--resume'] + _options(toy_root, 2), work)
     return work
 
 
@@ -55,8 +55,12 @@ def test_train_saves_student_only_and_resume_continues_exactly(trained):
 
 
 def test_test_tool_evaluates(trained, toy_root):
-    proc = _run([PYTHON, osp.join(TOOLS, 'test.py'), CONFIG, str(trained / 'full' / 'epoch_2.pth'), '--work-dir',
-                 str(trained / 'test')] + _options(toy_root) + ['model.student.test_cfg.score_thr=0.0'], trained)
+    proc = _run([
+        PYTHON,
+        osp.join(TOOLS, 'test.py'), CONFIG,
+        str(trained / 'full' / 'epoch_2.pth'), '--work-dir',
+        str(trained / 'test')
+    ] + _options(toy_root) + ['model.student.test_cfg.score_thr=0.0'], trained)
     assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
 
 
@@ -72,7 +76,10 @@ def test_export_student_loads_in_stock_mmdet_without_mmkd(trained, toy_root):
         assert 'mmkd' not in sys.modules, 'mmkd was imported'
         print('PREDICTIONS', len(result['predictions'][0]['bboxes']))
     ''')
-    proc = subprocess.run([PYTHON, '-c', script], cwd=str(trained), capture_output=True, text=True,
+    proc = subprocess.run([PYTHON, '-c', script],
+                          cwd=str(trained),
+                          capture_output=True,
+                          text=True,
                           env=dict(tool_env(), PYTHONPATH=''))
     assert proc.returncode == 0 and 'PREDICTIONS' in proc.stdout, proc.stderr[-3000:]
     exported = torch.load(out / 'student.pth')['state_dict']
@@ -83,7 +90,8 @@ def test_export_student_loads_in_stock_mmdet_without_mmkd(trained, toy_root):
 
 def test_dist_train_two_processes_identical_weights(toy_root, tmp_path):
     hook = tmp_path / 'rank_dump.py'
-    hook.write_text(textwrap.dedent('''
+    hook.write_text(
+        textwrap.dedent('''
         import torch
         from mmengine.dist import get_rank
         from mmengine.hooks import Hook
@@ -101,8 +109,15 @@ def test_dist_train_two_processes_identical_weights(toy_root, tmp_path):
     env = tool_env()
     env['PYTHONPATH'] = f'{tmp_path}:{env["PYTHONPATH"]}'
     env['PORT'] = '29517'
-    proc = subprocess.run(['bash', osp.join(TOOLS, 'dist_train.sh'), str(cfg), '2', '--work-dir', str(tmp_path / 'w')] +
-                          _options(toy_root), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        ['bash', osp.join(TOOLS, 'dist_train.sh'),
+         str(cfg), '2', '--work-dir',
+         str(tmp_path / 'w')] + _options(toy_root),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0 = torch.load(tmp_path / 'w' / 'rank0.pth')
     r1 = torch.load(tmp_path / 'w' / 'rank1.pth')
@@ -117,16 +132,20 @@ def test_unlabeled_toy_config_trains_on_pseudo_labels(toy_root, tmp_path):
     config = osp.join(CONFIGS, 'ssim_kd', 'ssim_pseudo_retinanet_tiny-w32-w16_toy-unlabeled.py')
     # the pseudo-label threshold is lowered so that the untrained teacher's detections give the student
     # something to learn
-    proc = _run([PYTHON, osp.join(TOOLS, 'train.py'), config, '--work-dir', str(tmp_path / 'w')] + _options(toy_root) +
-                ['model.pseudo_label.score_thr=0.05'], tmp_path)
+    proc = _run([PYTHON, osp.join(TOOLS, 'train.py'), config, '--work-dir',
+                 str(tmp_path / 'w')] + _options(toy_root) + ['model.pseudo_label.score_thr=0.05'], tmp_path)
     log = proc.stdout + proc.stderr
     assert 'loss_feat_l0' in log and 'Epoch(train) [1][4/4]' in log, log[-3000:]
     assert (tmp_path / 'w' / 'epoch_1.pth').is_file()
 
 
 def test_quickstart_runs_end_to_end_and_reuses_finished_stages(tmp_path):
-    args = [PYTHON, osp.join(TOOLS, 'quickstart.py'), '--work-dir', str(tmp_path / 'qs'), '--data-root',
-            str(tmp_path / 'data'), '--epochs', '1', '--num-train', '16', '--num-val', '8', '--image-size', '128']
+    args = [
+        PYTHON,
+        osp.join(TOOLS, 'quickstart.py'), '--work-dir',
+        str(tmp_path / 'qs'), '--data-root',
+        str(tmp_path / 'data'), '--epochs', '1', '--num-train', '16', '--num-val', '8', '--image-size', '128'
+    ]
     first = _run(args, tmp_path).stdout
     for label in ('[teacher] epoch 1/1', '[baseline s0] epoch 1/1', '[SSIM s0] epoch 1/1', '| model | seed | AP |'):
         assert label in first, first

@@ -1,9 +1,6 @@
 import os
-import os.path as osp
 import pickle
-import signal
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -14,8 +11,9 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner, load_checkpoint
 from torch.utils.data import Dataset
 
-from mmkd.utils import UntrustedCheckpointError, atomic_write, safe_torch_load, trust_checkpoint
-from mmkd.utils.checkpoint import ENV_TRUSTED, _history_buffer_getattr
+from mmkd.utils import UntrustedCheckpointError, safe_torch_load, trust_checkpoint
+from mmkd.utils.checkpoint import ENV_TRUSTED
+from ..conftest import PYTHON, tool_env
 
 
 class _Linear(BaseModel):
@@ -84,16 +82,43 @@ def test_mmengine_checkpoints_load_and_resume_exactly(tmp_path):
     model = _Linear()
     load_checkpoint(model, str(full / 'epoch_4.pth'))
     torch.testing.assert_close(model.fc.weight, final['fc.weight'])
-    hub = torch.load(full / 'epoch_4.pth')['message_hub']
-    assert hub['log_scalars']['train/loss'].mean() > 0  # HistoryBuffer statistics methods work
+    from mmengine.logging import HistoryBuffer
+    methods = dict(HistoryBuffer._statistics_methods)
+    hub = safe_torch_load(str(full / 'epoch_4.pth'))['message_hub']
+    loss = hub['log_scalars']['train/loss']
+    assert type(loss) is HistoryBuffer and loss._log_history.dtype == np.float64 and len(loss._log_history) == 16
+    assert loss.mean() == pytest.approx(loss._log_history.mean()) and loss.statistics('current') > 0
+    assert HistoryBuffer._statistics_methods == methods  # loading left the class alone
 
 
-def test_numpy_payloads_load(tmp_path):
+@pytest.mark.parametrize('zip_format', [True, False])
+def test_numpy_payloads_load_as_numpy(tmp_path, zip_format):
+    # every numeric / bool kind, byte orders, Fortran order, empty and 0-d arrays, scalars, a dtype
+    arrays = dict(
+        f8=np.arange(6.0).reshape(2, 3),
+        big=np.arange(4, dtype='>i4'),
+        fortran=np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3)),
+        flags=np.array([True, False]),
+        empty=np.array([]),
+        zero_d=np.array(3, np.uint8),
+        c=np.array([1 + 2j], np.complex64),
+        half=np.array([0.5], np.float16))
+    scalars = dict(a=np.float64(1.5), b=np.int64(-2), c=np.bool_(True), d=np.uint16(7))
     path = tmp_path / 'np.pth'
-    torch.save(dict(meta=dict(a=np.float64(1.5), b=np.arange(3), c=np.int64(2), d=np.array([1.0], np.float32))),
-               path)
+    torch.save(
+        dict(meta=dict(arrays=arrays, scalars=scalars, pair=(arrays['f8'], [arrays['f8']]), dtype=np.dtype('>f4'))),
+        path,
+        _use_new_zipfile_serialization=zip_format)
     meta = safe_torch_load(str(path))['meta']
-    assert meta['a'] == 1.5 and meta['b'].tolist() == [0, 1, 2] and meta['c'] == 2
+    for name, expected in arrays.items():
+        loaded = meta['arrays'][name]
+        assert type(loaded) is np.ndarray and loaded.dtype == expected.dtype, name
+        assert loaded.flags.f_contiguous == expected.flags.f_contiguous and loaded.flags.writeable, name
+        np.testing.assert_array_equal(loaded, expected)
+    for name, expected in scalars.items():
+        assert type(meta['scalars'][name]) is type(expected) and meta['scalars'][name] == expected, name
+    assert meta['pair'][0] is meta['pair'][1][0] is meta['arrays']['f8']  # shared references stay shared
+    assert meta['dtype'] == np.dtype('>f4')
 
 
 class _Payload:
@@ -127,14 +152,6 @@ def test_arbitrary_class_refused(tmp_path):
         safe_torch_load(str(path))
 
 
-def test_getattr_only_reaches_history_buffer_statistics():
-    from mmengine.logging.history_buffer import HistoryBuffer
-    assert _history_buffer_getattr(HistoryBuffer, 'mean') is HistoryBuffer.mean
-    for obj, name in [(HistoryBuffer, '__init__'), (os, 'system'), (HistoryBuffer, 'register_statistics')]:
-        with pytest.raises(pickle.UnpicklingError):
-            _history_buffer_getattr(obj, name)
-
-
 def test_getattr_payload_refused(tmp_path):
 
     class Sneaky:
@@ -145,8 +162,9 @@ def test_getattr_payload_refused(tmp_path):
 
     path = tmp_path / 'getattr.pth'
     torch.save(dict(x=Sneaky()), path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(UntrustedCheckpointError, match=r"getattr\(HistoryBuffer, '__init__'\)") as info:
         safe_torch_load(str(path))
+    assert str(path) in str(info.value) and ENV_TRUSTED in str(info.value)
 
 
 def test_opt_in_for_trusted_files(tmp_path, monkeypatch):
@@ -166,34 +184,201 @@ def test_missing_checkpoint_names_the_file(tmp_path):
         safe_torch_load(str(tmp_path / 'nothing.pth'))
 
 
-def test_atomic_write_keeps_old_file_on_error(tmp_path, monkeypatch):
-    path = tmp_path / 'ckpt.pth'
-    atomic_write(b'old', path)
+class _Reduce:
+    """Pickles as ``rv[0](*rv[1])``, then BUILD with ``rv[2]`` if given: a checkpoint an attacker writes by hand."""
 
-    def boom(fd):
-        raise OSError('disk full')
+    def __init__(self, *rv):
+        self.rv = rv
 
-    monkeypatch.setattr(os, 'fsync', boom)
-    with pytest.raises(OSError, match='disk full'):
-        atomic_write(b'new' * 1000, path)
-    assert path.read_bytes() == b'old'
-    assert os.listdir(tmp_path) == ['ckpt.pth']  # no temporary file left behind
+    def __reduce__(self):
+        return self.rv
 
 
-def test_crash_during_runner_save_leaves_previous_checkpoint(tmp_path):
-    # a process killed (SIGKILL) in the middle of mmengine's save_checkpoint: the old file survives
-    path = tmp_path / 'epoch_1.pth'
-    torch.save(dict(state_dict=dict(w=torch.ones(3))), path)
+def _numpy_attacks():
+    """Objects built only from allow-listed numpy names whose items are raw pointers read from the file."""
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    # a structured dtype with an object field, its flags (63: holds objects) cleared to 0
+    struct = _Reduce(np.dtype, ('V8', False, True), (3, '|', None, ('a', ), {'a': (np.dtype('O'), 0)}, 8, 1, 0))
+    # float64 whose state claims it holds object references
+    flagged = _Reduce(np.dtype, ('f8', False, True), (3, '<', None, None, None, -1, -1, 63))
+    pointer = b'\x41' * 8
+    return dict(
+        struct_scalar=_Reduce(multiarray.scalar, (struct, pointer)),
+        struct_array=_Reduce(multiarray._reconstruct, (np.ndarray, (0, ), b'b'), (1, (1, ), struct, False, pointer)),
+        flagged_array=_Reduce(multiarray._reconstruct, (np.ndarray, (0, ), b'b'), (1, (1, ), flagged, False, pointer)),
+        object_scalar=_Reduce(multiarray.scalar, (np.dtype('O'), pointer)),
+        dtype_class=_Reduce(type(np.dtype('f8')), ()))
+
+
+def test_memory_unsafe_numpy_objects_refused(tmp_path):
+    paths = []
+    for name, attack in sorted(_numpy_attacks().items()):
+        paths.append(str(tmp_path / f'{name}.pth'))
+        torch.save(dict(state_dict={}, meta=dict(x=attack)), paths[-1])
+    # touching what the old allow-list let through kills the process: load and touch in a subprocess
     script = textwrap.dedent(f'''
-        import os, signal, torch
-        import mmkd
-        from mmengine.runner.checkpoint import save_checkpoint
-        def die(fd):  # the data is written, the rename has not happened yet
-            os.kill(os.getpid(), signal.SIGKILL)
-        os.fsync = die
-        save_checkpoint(dict(state_dict=dict(w=torch.zeros(1000))), {str(path)!r})
+        import gc
+        import torch.nn as nn
+        from mmengine.runner import load_checkpoint
+        from mmkd.utils import UntrustedCheckpointError
+        for path in {paths!r}:
+            try:
+                checkpoint = load_checkpoint(nn.Linear(1, 1), path, strict=False)
+            except UntrustedCheckpointError as e:
+                print('REFUSED', e)
+            else:
+                print('LOADED', repr(checkpoint['meta']['x']), flush=True)
+                del checkpoint
+                gc.collect()
     ''')
-    proc = subprocess.run([sys.executable, '-c', script], capture_output=True)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
-    assert torch.equal(torch.load(path)['state_dict']['w'], torch.ones(3))
-    assert osp.isfile(path)
+    proc = subprocess.run([PYTHON, '-c', 'import mmkd\n' + script],
+                          capture_output=True,
+                          text=True,
+                          env=tool_env(),
+                          timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    results = [line for line in proc.stdout.splitlines() if line.startswith(('REFUSED', 'LOADED'))]
+    assert len(results) == len(paths)
+    for path, result in zip(paths, results):
+        assert result.startswith('REFUSED') and f"'{path}'" in result and ENV_TRUSTED in result, result
+
+
+def test_resume_from_checkpoint_with_unsafe_numpy_in_meta_refused(tmp_path):
+    """A checkpoint written by tools/train.py, with a crafted numpy object planted in its meta: --resume
+    stops with the refusal naming the file (the old allow-list let it in)."""
+    from ..test_engine.checkpoint_toy import train, write_config
+    config = write_config(str(tmp_path))
+    work = tmp_path / 'work'
+    proc = train(config, str(work), '--cfg-options', 'train_cfg.max_epochs=1')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = work / 'epoch_1.pth'
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint['meta']['planted'] = _numpy_attacks()['struct_array']
+    torch.save(checkpoint, path)
+    proc = train(config, str(work), '--resume')
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
+    assert 'UntrustedCheckpointError' in proc.stderr and f"'{path}'" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_history_buffer_state_cannot_widen_getattr_or_touch_the_class(tmp_path):
+    from mmengine.logging import HistoryBuffer
+    state = dict(
+        max_length=10,
+        _log_history=np.array([1.0]),
+        _count_history=np.array([1]),
+        statistics_methods=dict(mean=0, __init__=0, __subclasses__=0))
+    widen = tmp_path / 'widen.pth'
+    torch.save(dict(hub=_Reduce(HistoryBuffer, (), state)), widen)
+    later = tmp_path / 'later.pth'
+    torch.save(dict(x=_Reduce(getattr, (HistoryBuffer, '__subclasses__'))), later)
+    script = textwrap.dedent(f'''
+        from mmengine.logging import HistoryBuffer
+        from mmkd.utils import UntrustedCheckpointError, safe_torch_load
+        for path in ({str(widen)!r}, {str(later)!r}):
+            try:
+                safe_torch_load(path)
+                print('LOADED', path)
+            except UntrustedCheckpointError as e:
+                print('REFUSED', e)
+        print('REGISTRY', sorted(HistoryBuffer._statistics_methods))
+        buffer = HistoryBuffer([1.0, 3.0], [1, 1])
+        print('MEAN', buffer.statistics('mean'))
+    ''')
+    proc = subprocess.run([PYTHON, '-c', 'import mmkd\n' + script],
+                          capture_output=True,
+                          text=True,
+                          env=tool_env(),
+                          timeout=120)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == 4, (proc.stdout, proc.stderr[-2000:])
+    assert lines[0].startswith('REFUSED') and 'statistics methods' in lines[0] and str(widen) in lines[0]
+    assert lines[1].startswith('REFUSED') and "getattr(HistoryBuffer, '__subclasses__')" in lines[1]
+    assert lines[2] == "REGISTRY ['current', 'max', 'mean', 'min']"
+    assert lines[3] == 'MEAN 2.0'
+
+
+@pytest.mark.parametrize('state', [
+    dict(max_length=10, _log_history=[1.0], _count_history=np.array([1])),
+    dict(max_length=10, _log_history=np.array([1.0]), _count_history=np.array([1, 1])),
+    dict(max_length=10, _log_history=np.array([1.0]), _count_history=np.array([1]), extra=1),
+    dict(max_length=-1, _log_history=np.array([1.0]), _count_history=np.array([1])),
+])
+def test_history_buffer_state_is_checked(tmp_path, state):
+    from mmengine.logging import HistoryBuffer
+    path = tmp_path / 'hb.pth'
+    torch.save(dict(hub=_Reduce(HistoryBuffer, (), state)), path)
+    with pytest.raises(UntrustedCheckpointError, match='HistoryBuffer'):
+        safe_torch_load(str(path))
+
+
+@pytest.mark.parametrize('protocol', [2, 4, 5])
+def test_plain_pickle_with_forbidden_global_is_refused_not_corrupt(tmp_path, protocol):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'plain.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump(dict(state_dict={}, meta=_Payload(marker)), f, protocol=protocol)
+    with pytest.raises(UntrustedCheckpointError, match=r'system') as info:
+        load_checkpoint(_Linear(), str(path))
+    assert str(path) in str(info.value) and ENV_TRUSTED in str(info.value)
+    assert not marker.exists()
+
+
+def _unreadable(tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save(dict(state_dict=_Linear().state_dict(), meta=dict(epoch=1, iter=4)), good)
+    data = good.read_bytes()
+    files = dict(truncated=data[:len(data) // 2], empty=b'', garbage=b'e' + bytes(range(256)), text=b'hello world')
+    for name, content in files.items():
+        (tmp_path / f'{name}.pth').write_bytes(content)
+    return [tmp_path / f'{name}.pth' for name in files]
+
+
+def test_unreadable_checkpoint_gives_one_error_naming_the_file(tmp_path):
+    for path in _unreadable(tmp_path):
+        with pytest.raises(RuntimeError, match='could not be read: it is truncated, corrupt or not a torch') as info:
+            load_checkpoint(_Linear(), str(path))
+        assert f"'{path}'" in str(info.value) and not isinstance(info.value, UntrustedCheckpointError), path
+
+
+def test_resume_from_unreadable_checkpoint_names_the_file(tmp_path):
+    path = _unreadable(tmp_path)[0]
+    runner = _runner(tmp_path / 'work', 2, resume=True, load_from=str(path))
+    with pytest.raises(RuntimeError, match=f"checkpoint '{path}' could not be read"):
+        runner.train()
+
+
+@pytest.fixture
+def http_folder(tmp_path, monkeypatch):
+    """A folder served over HTTP on localhost; torch's hub cache in tmp_path."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / 'served'
+    served.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f'http://127.0.0.1:{server.server_address[1]}'
+    server.shutdown()
+    server.server_close()
+
+
+def test_remote_checkpoint_refused_unless_its_url_is_trusted(tmp_path, http_folder, monkeypatch):
+    served, base = http_folder
+    marker = tmp_path / 'pwned'
+    torch.save(dict(state_dict=_Linear().state_dict(), meta=dict(x=_Payload(marker))), served / 'evil.pth')
+    with pytest.raises(UntrustedCheckpointError) as info:
+        load_checkpoint(_Linear(), f'{base}/evil.pth')
+    assert not marker.exists()  # torch.hub's loader defaults to weights_only=False: it ran the payload
+    assert f"{ENV_TRUSTED}={base}/evil.pth" in str(info.value)
+
+    torch.save(dict(state_dict=_Linear().state_dict(), meta=dict(obj=pytest.approx(1.0))), served / 'trusted.pth')
+    with pytest.raises(UntrustedCheckpointError, match='ApproxScalar'):
+        load_checkpoint(_Linear(), f'{base}/trusted.pth')
+    # the suggested opt-in, with another entry beside it (':' separates entries, not the URL's own colons)
+    monkeypatch.setenv(ENV_TRUSTED, f'{tmp_path}/other.pth:{base}/trusted.pth')
+    assert load_checkpoint(_Linear(), f'{base}/trusted.pth')['meta']['obj'] == 1.0

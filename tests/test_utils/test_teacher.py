@@ -9,11 +9,10 @@ from mmengine.optim import build_optim_wrapper
 from mmkd.models.distillers import DetFeatureDistiller
 from mmkd.utils import build_teacher, load_config, model_config
 from mmkd.utils.build import build_in_scope
-
 from ..conftest import CONFIGS
 
-STUDENT_CFG = osp.join(CONFIGS, 'ssim_kd', 'retinanet_tiny-w16_toy.py')
-TEACHER_CFG = osp.join(CONFIGS, 'ssim_kd', 'retinanet_tiny-w32_toy.py')
+STUDENT_CFG = osp.join(CONFIGS, 'toy', 'retinanet_tiny-w16_toy.py')
+TEACHER_CFG = osp.join(CONFIGS, 'toy', 'retinanet_tiny-w32_toy.py')
 
 
 @pytest.fixture(scope='module')
@@ -72,8 +71,13 @@ def test_teacher_runs_without_grad_and_keeps_weights(teacher_ckpt, toy_root):
     from mmengine.structures import InstanceData
     samples = []
     for _ in range(2):
-        s = DetDataSample(metainfo=dict(img_shape=(64, 64), pad_shape=(64, 64), ori_shape=(64, 64),
-                                        scale_factor=(1.0, 1.0), batch_input_shape=(64, 64)))
+        s = DetDataSample(
+            metainfo=dict(
+                img_shape=(64, 64),
+                pad_shape=(64, 64),
+                ori_shape=(64, 64),
+                scale_factor=(1.0, 1.0),
+                batch_input_shape=(64, 64)))
         s.gt_instances = InstanceData(bboxes=torch.tensor([[4., 4., 40., 40.]]), labels=torch.tensor([1]))
         samples.append(s)
     data = d.data_preprocessor(dict(inputs=list(inputs), data_samples=samples), True)
@@ -106,17 +110,41 @@ def test_teacher_checkpoint_not_fitting_names_keys(tmp_path):
         _distiller(str(path))
     message = str(info.value)
     assert 'wrong.pth' in message and 'shape mismatches' in message and 'backbone.conv1.weight' in message
-    partial = {k: v for k, v in build_in_scope(model_config(TEACHER_CFG), MODELS).state_dict().items() if 'neck' not in k}
+    partial = {
+        k: v
+        for k, v in build_in_scope(model_config(TEACHER_CFG), MODELS).state_dict().items() if 'neck' not in k
+    }
     torch.save(dict(state_dict=partial), path)
     with pytest.raises(RuntimeError, match='missing keys, first: neck'):
         _distiller(str(path))
 
 
+def _runner_checkpoint(model: torch.nn.Module, model_cfg: dict, path, **cfg) -> str:
+    """The weights and, as the runner stores it, the config text in meta."""
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(cfg=Config(dict(cfg, model=model_cfg)).pretty_text)), path)
+    return str(path)
+
+
 def test_distiller_checkpoint_reused_as_teacher(tmp_path, teacher_ckpt):
     # a distilled 16-wide student's checkpoint used as the teacher of another run: its student weights load
     d = _distiller(teacher_ckpt[0])
-    path = tmp_path / 'distilled.pth'
-    torch.save(dict(state_dict=d.state_dict()), path)
-    model, _ = build_teacher(STUDENT_CFG, str(path), MODELS)
+    path = _runner_checkpoint(d, dict(type='DetFeatureDistiller', student=model_config(STUDENT_CFG)),
+                              tmp_path / 'distilled.pth')
+    model, _ = build_teacher(STUDENT_CFG, path, MODELS)
     for k, v in model.state_dict().items():
         assert torch.equal(v, d.student.state_dict()[k])
+
+
+def test_teacher_from_the_network_an_mmkd_model_declares(tmp_path):
+    from mmkd.registry import MODELS as MMKD_MODELS
+    from ..test_models.test_utils.test_deployable import MMKD_MODEL
+    model = MMKD_MODELS.build(MMKD_MODEL)
+    path = _runner_checkpoint(model, MMKD_MODEL, tmp_path / 'pair.pth', default_scope='mmkd')
+    teacher, _ = build_teacher(MMKD_MODEL['embedder'], path, MMKD_MODELS)
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, model.embedder.state_dict()[k])
+    # the same weights under a prefix that the saved model does not declare are not taken
+    renamed = {k.replace('embedder.', 'student.'): v for k, v in model.state_dict().items()}
+    torch.save(dict(state_dict=renamed, meta=torch.load(path)['meta']), path)
+    with pytest.raises(RuntimeError, match='pair.pth.*missing keys'):
+        build_teacher(MMKD_MODEL['embedder'], path, MMKD_MODELS)

@@ -33,7 +33,10 @@ model = dict(
         feat_channels=64,
         anchor_generator=dict(
             # anchors of 16-25 px at P3 (COCO uses 32-50) for toy objects of 8-160 px
-            type='AnchorGenerator', octave_base_scale=2, scales_per_octave=3, ratios=[0.5, 1.0, 2.0],
+            type='AnchorGenerator',
+            octave_base_scale=2,
+            scales_per_octave=3,
+            ratios=[0.5, 1.0, 2.0],
             strides=[8, 16, 32, 64, 128]),
         bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[.0, .0, .0, .0], target_stds=[1.0, 1.0, 1.0, 1.0]),
         loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
@@ -44,5 +47,5 @@ model = dict(
         allowed_border=-1,
         pos_weight=-1,
         debug=False),
-    test_cfg=dict(nms_pre=1000, min_bbox_size=0, score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5),
-                  max_per_img=100))
+    test_cfg=dict(
+        nms_pre=1000, min_bbox_size=0, score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))

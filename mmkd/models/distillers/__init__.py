@@ -1,4 +1,5 @@
 from .base_distiller import BaseDistiller
 from .det_feature_distiller import DetFeatureDistiller
+from .distiller_data_preprocessor import DistillerDataPreprocessor
 
-__all__ = ['BaseDistiller', 'DetFeatureDistiller']
+__all__ = ['BaseDistiller', 'DetFeatureDistiller', 'DistillerDataPreprocessor']

@@ -107,6 +107,7 @@ class DetFeatureDistiller(BaseDistiller):
     @torch.no_grad()
     def _teacher_pass(self, inputs: Tensor, data_samples: list) -> Tuple[Tensor, ...]:
         """Teacher features; with pseudo-labels, also replaces the samples' ground truth by detections."""
+        inputs = self.teacher_inputs(inputs)
         with self.teacher_recorder:
             if self.pseudo_label is None:
                 self.teacher.extract_feat(inputs)

@@ -1,4 +1,6 @@
-from .ssim import COMPONENTS, MS_SSIM_WEIGHTS, L1MSSSIMLoss, MSSSIMLoss, SSIMLoss, minmax_normalize, ms_ssim, ssim
+from .ssim import COMPONENTS, MS_SSIM_WEIGHTS, ms_ssim, ssim
+from .ssim_loss import L1MSSSIMLoss, MSSSIMLoss, SSIMLoss, minmax_normalize
 
-__all__ = ['ssim', 'ms_ssim', 'minmax_normalize', 'SSIMLoss', 'MSSSIMLoss', 'L1MSSSIMLoss', 'COMPONENTS',
-           'MS_SSIM_WEIGHTS']
+__all__ = [
+    'ssim', 'ms_ssim', 'minmax_normalize', 'SSIMLoss', 'MSSSIMLoss', 'L1MSSSIMLoss', 'COMPONENTS', 'MS_SSIM_WEIGHTS'
+]

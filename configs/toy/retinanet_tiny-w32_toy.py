@@ -1,3 +1,3 @@
-# Teacher on the toy shapes: the same RetinaNet with twice as wide backbone stages (32).
+# Toy RetinaNet teacher on the toy shapes: the 16-wide student with twice as wide backbone stages (32).
 _base_ = ['./retinanet_tiny-w16_toy.py']
 model = dict(backbone=dict(base_channels=32), neck=dict(in_channels=[32, 64, 128, 256]))

@@ -1,4 +1,5 @@
-# Baseline student on the toy shapes: a small RetinaNet (ResNet-18 layout, 16-wide stages).
+# Toy RetinaNet student (ResNet-18 layout, 16-wide stages) on the toy shapes: the baseline and the student of
+# the toy distillation configs (configs/<method>/*_toy*.py) and of tools/quickstart.py.
 _base_ = [
     '../_base_/models/retinanet_tiny.py', '../_base_/datasets/toy_shapes_detection.py',
     '../_base_/schedules/toy_schedule.py', 'mmdet::_base_/default_runtime.py'

@@ -1,0 +1,54 @@
+"""The methods of ``tools/quickstart.py``, and the toy data they train on.
+
+A method is a few stages (configs under configs/, relative to the repository root) registered by name: a new
+one is a :class:`~mmkd.quickstart.stages.Method` passed to :func:`~mmkd.quickstart.stages.register_method`.
+"""
+import argparse
+import os.path as osp
+
+from mmengine.config import Config
+
+from mmkd.datasets import generate_toy_shapes
+from .stages import Method, Stage, register_method
+
+TOY_TEACHER = 'configs/toy/retinanet_tiny-w32_toy.py'
+TOY_STUDENT = 'configs/toy/retinanet_tiny-w16_toy.py'
+SSIM_STUDENT = 'configs/ssim_kd/ssim_retinanet_tiny-w32-w16_toy.py'
+COCO_BBOX_METRICS = (('AP', 'coco/bbox_mAP'), ('AP50', 'coco/bbox_mAP_50'), ('AP75', 'coco/bbox_mAP_75'),
+                     ('AP_S', 'coco/bbox_mAP_s'), ('AP_M', 'coco/bbox_mAP_m'), ('AP_L', 'coco/bbox_mAP_l'))
+
+
+def toy_shapes_data(args: argparse.Namespace) -> str:
+    """Generates the toy shapes under ``args.data_root`` unless complete there; returns the folder."""
+    data_root = osp.join(osp.abspath(args.data_root), '')
+    generate_toy_shapes(data_root, num_train=args.num_train, num_val=args.num_val, image_size=args.image_size)
+    return data_root
+
+
+def use_toy_shapes(cfg: Config, data_root: str) -> None:
+    """Points the train / test data and the COCO evaluator of a toy detection config at ``data_root``."""
+    for loader in ('train_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = data_root
+    cfg.test_evaluator.ann_file = osp.join(data_root, 'annotations', 'instances_val.json')
+
+
+TOY_DETECTION = dict(
+    metrics=COCO_BBOX_METRICS,
+    metric_scale=100,
+    metric_note='COCO bbox AP in %, toy shapes val',
+    prepare_data=toy_shapes_data,
+    use_data=use_toy_shapes,
+    missing_metrics_are_zero=True)
+
+register_method(
+    Method(
+        name='ssim',
+        summary='SSIM feature distillation (SSIM-KD), RetinaNet w32 -> w16 on the toy shapes',
+        stages=(
+            Stage('teacher', 'teacher', TOY_TEACHER, per_seed=False),
+            Stage('baseline', 'baseline student', TOY_STUDENT),
+            Stage('ssim', 'SSIM student', SSIM_STUDENT, teacher='teacher', tag='SSIM'),
+        ),
+        compare=('baseline', 'ssim'),
+        work_dir='work_dirs/quickstart',
+        **TOY_DETECTION))

@@ -1,0 +1,209 @@
+"""tools/quickstart.py and mmkd.quickstart: method registry, command line, stage records and reuse, tables.
+
+The stages run with a fake Runner (a stage "trains" by writing its checkpoint file and "tests" by returning
+metrics computed from its seed), so that reuse and retraining are checked in a fraction of a second."""
+import dataclasses
+import hashlib
+import io
+import json
+import os.path as osp
+import statistics
+import subprocess
+
+import pytest
+from mmengine.config import Config
+
+from mmkd.quickstart import METHODS, Method, Stage, main, parse_args
+from mmkd.quickstart import stages as stages_module
+from ..conftest import PYTHON, ROOT, TOOLS, tool_env
+
+
+def fake_ap(cfg) -> float:
+    """The AP (a fraction) the fake runner reports: depends on the stage, its seed and its epochs."""
+    distilled = 0.05 if 'teacher_ckpt' in cfg.model else 0.0
+    return 0.3 + 0.01 * cfg.randomness.seed + distilled + 0.001 * cfg.train_cfg.max_epochs
+
+
+class FakeRunner:
+    """Stands in for mmengine's Runner: records what it trains, writes the final checkpoint, reports AP."""
+    trained = []
+    fail = False
+    metrics = None  # when set, what test() returns
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.hooks = []
+
+    @classmethod
+    def from_cfg(cls, cfg):
+        return cls(cfg)
+
+    def train(self):
+        if FakeRunner.fail:
+            raise RuntimeError('simulated crash in training')
+        print('fake runner output')  # the runner's own output goes to the stage's console.log
+        FakeRunner.trained.append(self.cfg)
+        open(osp.join(self.cfg.work_dir, f'epoch_{self.cfg.train_cfg.max_epochs}.pth'), 'w').close()
+
+    def test(self):
+        if FakeRunner.metrics is not None:
+            return FakeRunner.metrics
+        ap = fake_ap(self.cfg)
+        return {key: ap for _, key in METHODS['ssim'].metrics}
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    """The real ssim method with its data step replaced (no images generated) and a fake Runner."""
+    FakeRunner.trained, FakeRunner.fail, FakeRunner.metrics = [], False, None
+    data_root = str(tmp_path / 'data') + '/'
+    ssim = dataclasses.replace(METHODS['ssim'], prepare_data=lambda args: data_root)
+    monkeypatch.setitem(METHODS, 'ssim', ssim)
+    monkeypatch.setattr(stages_module, 'Runner', FakeRunner)
+    return tmp_path
+
+
+def run(work_dir, *argv):
+    stream = io.StringIO()
+    results = main(ROOT, ['--work-dir', str(work_dir), *argv], stream=stream)
+    return results, stream.getvalue()
+
+
+def trained_folders():
+    return sorted(osp.basename(cfg.work_dir) for cfg in FakeRunner.trained)
+
+
+def test_stage_records_reuse_and_retrain(fake):
+    work = fake / 'work'
+    results, out = run(work, '--seeds', '0', '1')
+    assert trained_folders() == ['baseline_seed0', 'baseline_seed1', 'ssim_seed0', 'ssim_seed1', 'teacher']
+    # the distilled students get the teacher's model config and final checkpoint
+    teacher_record = json.load(open(work / 'teacher' / 'quickstart_record.json'))
+    assert teacher_record['checkpoint'] == str(work / 'teacher' / 'epoch_12.pth')
+    for cfg in FakeRunner.trained:
+        if osp.basename(cfg.work_dir).startswith('ssim'):
+            assert cfg.model.teacher_ckpt == teacher_record['checkpoint']
+            assert cfg.model.teacher_cfg['backbone']['base_channels'] == 32
+            assert cfg.model.student.backbone.base_channels == 16
+        assert cfg.test_evaluator.ann_file == str(fake / 'data' / 'annotations' / 'instances_val.json')
+        assert cfg.randomness.seed == (0 if 'teacher' in cfg.work_dir else int(cfg.work_dir[-1]))
+    assert '[1/5] teacher: configs/toy/retinanet_tiny-w32_toy.py' in out
+    assert '[5/5] SSIM student, seed 1: configs/ssim_kd/ssim_retinanet_tiny-w32-w16_toy.py' in out
+    assert out.count('[SSIM s1] reused from') == 0 and out.count('[SSIM s1] trained in') == 1
+
+    # the table: AP in %, one row per run, mean ± std of each student over the seeds
+    baseline = [round(100 * (0.3 + 0.01 * s + 0.012), 1) for s in (0, 1)]
+    distilled = [round(100 * (0.3 + 0.01 * s + 0.05 + 0.012), 1) for s in (0, 1)]
+    assert [r['metrics']['AP'] for r in results['runs']] == [31.2, baseline[0], distilled[0], baseline[1], distilled[1]]
+    assert results['ap_gain_per_seed'] == [5.0, 5.0]
+    mean, std = statistics.fmean(distilled), statistics.stdev(distilled)
+    assert results['summary']['SSIM student']['AP'] == dict(mean=round(mean, 2), std=round(std, 2))
+    table = open(work / 'results.md').read()
+    assert '| model | seed | AP | AP50 | AP75 | AP_S | AP_M | AP_L |' in table
+    assert f'| SSIM student | mean ± std (2) | {mean:.1f} ± {std:.1f} |' in table
+    assert json.load(open(work / 'results.json'))['ap_gain_per_seed'] == [5.0, 5.0]
+    assert 'SSIM student - baseline student, AP per seed: +5.0, +5.0' in out
+    assert 'fake runner output' not in out and 'fake runner output' in open(work / 'teacher' / 'console.log').read()
+
+    # same configs: every stage is reused, the table is the same
+    FakeRunner.trained = []
+    again, out = run(work, '--seeds', '0', '1')
+    assert FakeRunner.trained == [] and out.count('reused from') == 5
+    assert [r['metrics'] for r in again['runs']] == [r['metrics'] for r in results['runs']]
+
+    # another teacher seed changes the teacher's config: the teacher and the students it teaches retrain
+    FakeRunner.trained = []
+    run(work, '--seeds', '0', '1', '--teacher-seed', '1')
+    assert trained_folders() == ['ssim_seed0', 'ssim_seed1', 'teacher']
+
+    # other epochs change every config; --force retrains unchanged ones
+    FakeRunner.trained = []
+    run(work, '--seeds', '0', '--epochs', '2')
+    assert trained_folders() == ['baseline_seed0', 'ssim_seed0', 'teacher']
+    FakeRunner.trained = []
+    run(work, '--seeds', '0', '--epochs', '2', '--force')
+    assert trained_folders() == ['baseline_seed0', 'ssim_seed0', 'teacher']
+
+
+def test_a_lost_checkpoint_retrains(fake):
+    run(fake / 'work')
+    (fake / 'work' / 'baseline_seed0' / 'epoch_12.pth').unlink()
+    FakeRunner.trained = []
+    run(fake / 'work')
+    assert trained_folders() == ['baseline_seed0']
+
+
+def test_failed_stage_names_its_log(fake):
+    FakeRunner.fail = True
+    stream = io.StringIO()
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        main(ROOT, ['--work-dir', str(fake / 'work')], stream=stream)
+    log = fake / 'work' / 'teacher' / 'console.log'
+    assert f'[teacher] failed: the full output is in {log}' in stream.getvalue()
+    assert 'simulated crash in training' in log.read_text()
+    assert not (fake / 'work' / 'teacher' / 'quickstart_record.json').exists()
+
+
+def test_missing_metrics(fake):
+    FakeRunner.metrics = {}  # what CocoMetric returns when nothing is detected
+    results, out = run(fake / 'work')
+    assert results['runs'][0]['metrics'] == dict(AP=0.0, AP50=0.0, AP75=0.0, AP_S=0.0, AP_M=0.0, AP_L=0.0)
+    assert 'every metric is 0' in out
+    FakeRunner.metrics = {'coco/bbox_mAP': 0.5}
+    with pytest.raises(KeyError, match="'coco/bbox_mAP_50'"):
+        run(fake / 'work', '--force')
+
+
+def test_list_and_default():
+    stream = io.StringIO()
+    assert main(ROOT, ['--list'], stream=stream) is None
+    assert stream.getvalue().split()[0] == 'ssim'
+    args = parse_args([])
+    assert args.method == 'ssim' and args.work_dir == 'work_dirs/quickstart' and args.seeds == [0]
+    # the CLI is a thin wrapper: --list works from a shell, in a few seconds, without training anything
+    proc = subprocess.run([PYTHON, osp.join(TOOLS, 'quickstart.py'), '--list'],
+                          env=tool_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith('ssim ') and 'SSIM' in proc.stdout
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['lad_not_yet'], "unknown method 'lad_not_yet'; the methods are: ssim"),
+    (['--seeds', 'one'], "invalid int value: 'one'"),
+    (['--no-such-option'], 'unrecognized arguments: --no-such-option'),
+])
+def test_argument_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as error:
+        parse_args(argv)
+    assert error.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_method_definitions_are_checked():
+    common = dict(summary='', metrics=(('m', 'm'), ), metric_note='', prepare_data=None, use_data=None)
+    with pytest.raises(ValueError, match="stage 'student' takes its teacher from 'teacher', which is not an earlier"):
+        Method('x', stages=(Stage('student', 's', 'a.py', teacher='teacher'), Stage('teacher', 't', 'b.py')), **common)
+    with pytest.raises(ValueError, match="two stages have the key 'a'"):
+        Method('x', stages=(Stage('a', 'a', 'a.py'), Stage('a', 'b', 'b.py')), **common)
+    with pytest.raises(ValueError, match="compare names 'c'"):
+        Method('x', stages=(Stage('a', 'a', 'a.py'), ), compare=('a', 'c'), **common)
+    with pytest.raises(ValueError, match="runs once but its teacher 'a' runs per seed"):
+        Method('x', stages=(Stage('a', 'a', 'a.py'), Stage('b', 'b', 'b.py', per_seed=False, teacher='a')), **common)
+
+
+def test_every_method_config_exists():
+    for method in METHODS.values():
+        for stage in method.stages:
+            assert osp.isfile(osp.join(ROOT, stage.config)), f'{method.name}: {stage.config}'
+
+
+def test_records_of_stages_without_teacher_keep_their_earlier_digest():
+    # tools/quickstart.py before the shared module hashed the config alone: its teacher and baseline records
+    # stay valid; a stage with a teacher also hashes the teacher's digest
+    cfg = Config(dict(model=dict(type='RetinaNet', depth=18), randomness=dict(seed=0)))
+    earlier = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=repr).encode()).hexdigest()[:16]
+    assert stages_module.config_hash(cfg) == earlier
+    assert stages_module.config_hash(cfg, ['0123456789abcdef']) != earlier
