@@ -1,10 +1,15 @@
 import os
 import os.path as osp
 import sys
+import tempfile
 
 import pytest
 
 import mmkd  # noqa: F401  (registers mmkd and installs the checkpoint allow-list)
+
+# the SSIM filter's path choices (mmkd.models.losses.gaussian_filter) go to a cache of the test session,
+# also for the tools run in subprocesses, not to the user's ~/.cache/mmkd
+os.environ.setdefault('MMKD_CACHE_DIR', tempfile.mkdtemp(prefix='mmkd-test-cache-'))
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs')

@@ -5,14 +5,20 @@ B (B[j + i, j] = kernel[i]): along H one batched product (H' x H) @ (H x W) per 
 ``_TILE`` output columns, each a GEMM with the (_TILE + k - 1) x _TILE block of B, so that few of the
 multiplied entries are zeros. Which one is faster depends on the CPU (the GEMM wins on some, loses on
 others: see ``bench/README.md``), the shape and the thread count, so on the CPU the path is chosen per
-call signature (shape, filtered dimension, direction, dtype, threads) by timing both once; the choice is
-cached for the life of the process. Other devices use the convolution.
+call signature (shape, filtered dimension, direction, dtype, threads) by timing both once. Other devices
+use the convolution.
 
-The two paths agree to float rounding, not bit for bit: runs that must be bit-reproducible across
-processes pin the path with the environment variable ``MMKD_SSIM_FILTER=conv`` (or ``banded``); the
-default is ``auto``.
+The two paths agree to float rounding, not bit for bit, so a choice once made is kept: in the process,
+and on disk in ``$MMKD_CACHE_DIR/ssim_filter_paths.json`` (default ``~/.cache/mmkd``), keyed on the CPU
+model as well, so that a resumed run on the same kind of machine takes the same paths as the run it
+continues (``--resume`` stays bit for bit). Where the cache cannot be written the choice lives for the
+process only. The environment variable ``MMKD_SSIM_FILTER=conv`` (or ``banded``) pins the path
+(default ``auto``), e.g. for runs that must match across different CPUs.
 """
+import json
 import os
+import os.path as osp
+import platform
 import time
 from typing import Dict, List, Tuple
 
@@ -25,7 +31,7 @@ from torch import Tensor
 _BANDED_MAX_LENGTH = 256
 _TILE = 32
 _BANDS: Dict[tuple, Tensor] = {}
-_CHOICES: Dict[tuple, bool] = {}
+_CHOICES: Dict[str, bool] = {}
 _MODES = ('auto', 'banded', 'conv')
 
 
@@ -128,7 +134,10 @@ def use_banded(x: Tensor, dim: int, kernel: Tensor, adjoint: bool) -> bool:
     mode = _mode()
     if mode != 'auto':
         return mode == 'banded'
-    key = (tuple(x.shape), dim, kernel.numel(), adjoint, x.dtype, torch.get_num_threads())
+    key = '|'.join(
+        map(str, (_cpu_model(), tuple(x.shape), dim, kernel.numel(), adjoint, x.dtype, torch.get_num_threads())))
+    if not _CHOICES:
+        _CHOICES.update(_read_choices())
     choice = _CHOICES.get(key)
     if choice is None:
         with torch.no_grad():
@@ -137,7 +146,48 @@ def use_banded(x: Tensor, dim: int, kernel: Tensor, adjoint: bool) -> bool:
                 _fastest_seconds(_banded, probe, dim, kernel, adjoint)
                 < _fastest_seconds(_conv, probe, dim, kernel, adjoint))
         _CHOICES[key] = choice
-    return choice
+        _write_choices(key, choice)
+    return _CHOICES[key]
+
+
+def _cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),
+                        platform.processor())
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _choices_file() -> str:
+    folder = os.environ.get('MMKD_CACHE_DIR') or osp.join(osp.expanduser('~'), '.cache', 'mmkd')
+    return osp.join(folder, 'ssim_filter_paths.json')
+
+
+def _read_choices() -> Dict[str, bool]:
+    """The path choices made earlier on this machine; nothing where the file is absent or unreadable."""
+    try:
+        with open(_choices_file()) as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in stored.items() if isinstance(k, str) and isinstance(v, bool)} if isinstance(
+        stored, dict) else {}
+
+
+def _write_choices(key: str, choice: bool) -> None:
+    """Add one choice to the file (atomically; choices written meanwhile by other processes are kept, and
+    a choice already there wins, so that concurrent processes converge on the first one stored)."""
+    from mmkd.utils.safe_save import atomic_write
+    stored = _read_choices()
+    if key in stored:
+        _CHOICES[key] = stored[key]
+        return
+    stored[key] = choice
+    try:
+        atomic_write(json.dumps(stored, indent=0, sort_keys=True), _choices_file())
+    except OSError:
+        pass  # a read-only home: the choice lives for this process only
 
 
 def filter_valid(x: Tensor, dim: int, kernel: Tensor) -> Tensor:

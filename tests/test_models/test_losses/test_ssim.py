@@ -342,8 +342,9 @@ def test_nearly_constant_channel_has_a_bounded_gradient():
     assert normalised[:, 2].max() < 1e-3
 
 
-def test_gaussian_filter_paths_agree_and_the_auto_choice_is_measured_once(monkeypatch):
+def test_gaussian_filter_paths_agree_and_the_auto_choice_is_measured_once(monkeypatch, tmp_path):
     from mmkd.models.losses import gaussian_filter as gf
+    monkeypatch.setenv('MMKD_CACHE_DIR', str(tmp_path / 'machine_a'))
     x = torch.randn(2, 6, 30, 41, dtype=torch.float64)
     kernels = gf.gaussian_kernels(x.shape, 11, 1.5, x)
     g = torch.randn(2, 6, 20, 31, dtype=torch.float64)
@@ -371,9 +372,19 @@ def test_gaussian_filter_paths_agree_and_the_auto_choice_is_measured_once(monkey
     for _ in range(3):
         torch.testing.assert_close(gf.blur(x, kernels), results['conv'][0], atol=0, rtol=0)
     assert len(timed) == 4 and len(gf._CHOICES) == 2 and not any(gf._CHOICES.values())
+    # the choice is kept on disk: a later process on this machine (e.g. a resumed run) takes the same path
+    # even where its own timing would now say otherwise, so that its numbers continue bit for bit
     monkeypatch.setattr(gf, '_CHOICES', {})
     monkeypatch.setattr(gf, '_fastest_seconds', lambda fn, *a, **k: 0.5 if fn is gf._banded else 1.0)
-    assert gf.use_banded(x, 3, kernels[1][1], adjoint=False)
+    assert not gf.use_banded(x, 2, kernels[0][1], adjoint=False)
+    # without that file (another machine, or a cache that cannot be written), the path is measured anew
+    monkeypatch.setenv('MMKD_CACHE_DIR', str(tmp_path / 'machine_b'))
+    monkeypatch.setattr(gf, '_CHOICES', {})
+    assert gf.use_banded(x, 2, kernels[0][1], adjoint=False)
+    (tmp_path / 'readonly').write_text('a file where the cache folder should be')
+    monkeypatch.setenv('MMKD_CACHE_DIR', str(tmp_path / 'readonly'))
+    monkeypatch.setattr(gf, '_CHOICES', {})
+    assert gf.use_banded(x, 2, kernels[0][1], adjoint=False)
     assert not gf.use_banded(x.to('meta'), 3, kernels[1][1].to('meta'), adjoint=False)  # not a CPU
     monkeypatch.setenv('MMKD_SSIM_FILTER', 'fastest')
     with pytest.raises(ValueError, match='MMKD_SSIM_FILTER'):
