@@ -171,8 +171,9 @@ def _read_choices() -> Dict[str, bool]:
             stored = json.load(f)
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in stored.items() if isinstance(k, str) and isinstance(v, bool)} if isinstance(
-        stored, dict) else {}
+    if not isinstance(stored, dict):
+        return {}
+    return {k: v for k, v in stored.items() if isinstance(v, bool)}
 
 
 def _write_choices(key: str, choice: bool) -> None:
