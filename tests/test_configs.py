@@ -62,6 +62,12 @@ def test_metafile_lists_every_config(folder):
     assert sorted(listed) == sorted(glob.glob(osp.join(folder, '*.py')))
 
 
+def test_model_index_imports_every_metafile():
+    with open(osp.join(ROOT, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    assert sorted(index['Import']) == sorted(osp.relpath(osp.join(d, 'metafile.yml'), ROOT) for d in FOLDERS)
+
+
 def test_every_scope_has_a_config():
     assert {Config.fromfile(p).default_scope for p in ALL} == {'mmdet', 'mmseg', 'mmkd'}
 

@@ -77,15 +77,16 @@ def atomic_write(data: Union[bytes, str], filepath: Union[str, os.PathLike], enc
     """Write ``data`` to ``filepath`` so that readers see either the old or the new file, never half.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over the
-    target; on any error the temporary file is removed and the target is untouched.
+    target; on any error the temporary file is removed and the target is untouched. A symbolic link is
+    followed, as a plain write would: the file it points to is replaced, the link stays.
 
     Args:
         data (bytes | str): the content; ``str`` is encoded with ``encoding``.
         filepath (str | PathLike): the target file.
         encoding (str): encoding of a ``str`` ``data``.
     """
-    filepath = str(filepath)
-    folder = osp.dirname(osp.abspath(filepath))
+    filepath = osp.realpath(str(filepath))
+    folder = osp.dirname(filepath)
     os.makedirs(folder, exist_ok=True)
     remove_stale_temporaries(folder)
     try:

@@ -67,8 +67,9 @@ def test_any_model_whose_children_are_the_networks():
         (dict(net_a=SGD, net_b=SGD, net_c=SGD), KeyError, 'optim_wrapper.net_c: .* no trainable network'),
         (dict(net_a=SGD), KeyError, "no entry for network 'net_b'"),
         (dict(net_a=SGD, net_b=SGD, type='AmpOptimWrapper'), TypeError, "optim_wrapper.type='AmpOptimWrapper'"),
+        (dict(net_a=SGD, net_b=dict(type='OptimWrapper')), KeyError, 'optim_wrapper.net_b has no optimizer'),
     ],
-    ids=['unknown_network', 'network_without_optimizer', 'top_level_option'])
+    ids=['unknown_network', 'network_without_optimizer', 'top_level_option', 'entry_without_optimizer'])
 def test_configuration_mistakes_name_the_key(cfg, error, message):
     with pytest.raises(error, match=message):
         _build(_pair(), **cfg)

@@ -15,7 +15,7 @@ def _draws():
 
 def test_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     hook = RNGStateHook()
-    runner = SimpleNamespace(_resume=True, logger=mock.Mock())
+    runner = SimpleNamespace(_resume=True, logger=mock.Mock(), iter=0, train_loop=None)
     random.seed(1)
     np.random.seed(1)
     torch.manual_seed(1)
@@ -41,7 +41,41 @@ def test_initial_weights_do_not_set_states_and_old_checkpoints_warn():
     hook.before_save_checkpoint(SimpleNamespace(), checkpoint)
     hook.after_load_checkpoint(SimpleNamespace(_resume=False, logger=mock.Mock()), checkpoint)  # load_from only
     assert hook._pending is None
-    runner = SimpleNamespace(_resume=True, logger=mock.Mock())
+    runner = SimpleNamespace(_resume=True, logger=mock.Mock(), iter=0, train_loop=None)
     hook.after_load_checkpoint(runner, {'state_dict': {}})
     runner.logger.warning.assert_called_once()
     hook.before_train(runner)  # nothing to restore: no error
+
+
+class _Augmenting:
+    """A data iterator whose batches are random draws of the main process (augmentation with num_workers=0)."""
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return _draws()
+
+
+def test_iteration_based_resume_restores_after_the_skipped_batches(tmp_path):
+    # what mmengine's IterBasedTrainLoop does: before_train, then draw the finished iterations' batches again
+    # to skip them, then train on new batches
+    hook = RNGStateHook()
+    torch.manual_seed(0), random.seed(0), np.random.seed(0)
+    loop = SimpleNamespace(dataloader_iterator=_Augmenting())
+    straight = [next(loop.dataloader_iterator) for _ in range(8)]
+    torch.manual_seed(0), random.seed(0), np.random.seed(0)
+    first = [next(loop.dataloader_iterator) for _ in range(4)]
+    checkpoint = {}
+    hook.before_save_checkpoint(None, checkpoint)  # the checkpoint of iteration 4
+    assert first == straight[:4]
+
+    torch.manual_seed(0), random.seed(0), np.random.seed(0)  # mmengine re-seeds the resumed run
+    runner = SimpleNamespace(_resume=True, logger=mock.Mock(), iter=4, train_loop=loop)
+    hook.after_load_checkpoint(runner, checkpoint)
+    hook.before_train(runner)
+    for _ in range(4):
+        next(loop.dataloader_iterator)  # skipped
+    resumed = [next(loop.dataloader_iterator) for _ in range(4)]
+    assert resumed == straight[4:]
+    assert isinstance(loop.dataloader_iterator, _Augmenting)  # the loop has its own iterator back

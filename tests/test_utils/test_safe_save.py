@@ -78,3 +78,14 @@ def test_permissions_are_those_of_a_plain_write(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / 'new.pth').st_mode) == 0o644
     assert stat.S_IMODE(os.stat(tmp_path / 'plain.pth').st_mode) == 0o644
     assert stat.S_IMODE(os.stat(existing).st_mode) == 0o640 and existing.read_bytes() == b'replaced'
+
+
+def test_a_symlinked_target_is_written_through_as_a_plain_write_would(tmp_path):
+    (tmp_path / 'real').mkdir()
+    target = tmp_path / 'real' / 'last_checkpoint'
+    target.write_text('old')
+    link = tmp_path / 'last_checkpoint'
+    link.symlink_to(target)
+    atomic_write('new', link)
+    assert link.is_symlink() and target.read_text() == 'new'
+    assert sorted(p.name for p in (tmp_path / 'real').iterdir()) == ['last_checkpoint']  # no temporary left

@@ -17,7 +17,9 @@ class RNGStateHook(Hook):
     (augmentations when ``num_workers=0``, random samplers, dropout) differs from the uninterrupted
     run. With this hook it does not. Dataloader workers seed themselves from the seed and their id
     at every epoch when ``persistent_workers=False`` (then a resume at an epoch boundary is exact);
-    persistent workers keep RNG states that live in other processes and cannot be saved.
+    persistent workers keep RNG states that live in other processes and cannot be saved. In an
+    iteration-based loop the states are restored after mmengine has skipped the finished iterations'
+    batches (which draw random augmentations again when ``num_workers=0``), before the first new batch.
 
     The states are plain tuples, ints, a NumPy ``uint32`` array and uint8 tensors: the checkpoint
     stays loadable with ``weights_only=True``. ``tools/train.py`` adds this hook to every run.
@@ -53,13 +55,43 @@ class RNGStateHook(Hook):
         state, self._pending = self._pending, None
         if state is None:
             return
+        loop = runner.train_loop
+        if runner.iter > 0 and hasattr(loop, 'dataloader_iterator'):
+            # an iteration-based loop draws the finished iterations' batches again after this hook, to
+            # skip them; those draws were made before the checkpoint in the uninterrupted run, so the
+            # states are restored after them, right before the first new batch
+            loop.dataloader_iterator = _RestoreBeforeBatch(loop, runner.iter, lambda: self._restore(runner, state))
+            return
+        self._restore(runner, state)
+
+    @staticmethod
+    def _restore(runner, state: dict) -> None:
         random.setstate(_as_python_state(state['python']))
         name, keys, pos, has_gauss, cached = state['numpy']
         np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         torch.set_rng_state(state['torch'])
         if 'cuda' in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['cuda'])
-        runner.logger.info(f'{type(self).__name__}: RNG states restored from the resumed checkpoint')
+        runner.logger.info('RNGStateHook: RNG states restored from the resumed checkpoint')
+
+
+class _RestoreBeforeBatch:
+    """Stands in for an iteration-based loop's data iterator until ``skip`` batches are drawn; calls
+    ``restore`` before drawing the next one and gives the loop its iterator back."""
+
+    def __init__(self, loop, skip: int, restore):
+        self.loop, self.inner, self.left, self.restore = loop, loop.dataloader_iterator, skip, restore
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.left > 0:
+            self.left -= 1
+            return next(self.inner)
+        self.restore()
+        self.loop.dataloader_iterator = self.inner
+        return next(self.inner)
 
 
 def _as_python_state(state):

@@ -64,6 +64,9 @@ class MultiNetworkOptimWrapperConstructor:
                 raise TypeError(f'optim_wrapper.{name}={cfg!r}: with MultiNetworkOptimWrapperConstructor every key '
                                 'of optim_wrapper names a network and holds its optimizer-wrapper config; options '
                                 "such as type='AmpOptimWrapper' go into each network's entry")
+            if 'optimizer' not in cfg:
+                raise KeyError(f'optim_wrapper.{name} has no optimizer: give the network its own, e.g. '
+                               f"optim_wrapper.{name}=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01))")
         self.optim_wrapper_cfg = optim_wrapper_cfg
         self.paramwise_cfg = paramwise_cfg
 
