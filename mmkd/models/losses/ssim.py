@@ -21,7 +21,12 @@ Precision: the statistics are computed in float32 (float64 inputs stay float64) 
 whatever the caller's autocast state: E[x^2] - E[x]^2 of half-precision values is mostly rounding. Each
 channel is shifted by its mean before the moments are taken (variances and covariances do not change,
 the luminance term adds the shift back), so that raw maps with a large offset keep their variances
-instead of cancelling them away (without it, constant raw maps gave SSIM > 1).
+instead of cancelling them away (without it, constant raw maps gave SSIM > 1). The variances and the
+covariance are formed by one sequence of operations, so that identical maps give SSIM exactly 1, and
+what rounding can still break is enforced: variances >= 0, |2 cov| <= var_x + var_y (so contrast-structure
+lies in [-1, 1]), luminance >= -1. These bounds only act where the variances are rounding noise (flat
+windows, windows shrunk to one pixel, data_range far below the maps' magnitude); the hand-written backward
+passes no gradient through a bound that holds a value.
 
 MS-SSIM (Wang et al. 2003): contrast-structure at the first levels and the full SSIM at the last,
 combined as prod_j cs_j^w_j * ssim_M^w_M; see :func:`ms_ssim` for the two ways of forming the levels.
@@ -113,22 +118,39 @@ def _statistics(x: Tensor, y: Tensor, shift_x: Tensor, shift_y: Tensor,
     return blur(stats, kernels).split(channels, dim=1)
 
 
+def _moments(mu_x: Tensor, mu_y: Tensor, e_xx: Tensor, e_yy: Tensor, e_xy: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Raw var_x, var_y and cov (E[ab] - mu_a mu_b) from the shifted statistics, by one and the same
+    sequence of operations, so that identical maps give cov == var_x == var_y bit for bit (and the
+    contrast-structure term exactly 1) whatever the rounding; not clamped yet."""
+    return e_xx - mu_x * mu_x, e_yy - mu_y * mu_y, e_xy - mu_x * mu_y
+
+
+def _bounded_cs(var_x: Tensor, var_y: Tensor, cov: Tensor, c2: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """Contrast-structure (2 cov + C2) / D, D = var_x + var_y + C2, with the bounds that hold
+    mathematically enforced against rounding: the variances are clamped at 0 and 2 cov to
+    [-(var_x + var_y), var_x + var_y] (which puts CS in [-1, 1]: a flat window in float32, or a map whose
+    window shrinks to one pixel, leaves variances of pure rounding noise, positive or negative, that would
+    otherwise give any value). Returns CS, 1 / D and the clamped 2 cov; the inputs are left as they are."""
+    total = var_x.clamp_min(0) + var_y.clamp_min(0)
+    cov2 = torch.clamp(cov * 2, -total, total)
+    inv_d = (total + c2).reciprocal_()
+    return (cov2 + c2).mul_(inv_d), inv_d, cov2
+
+
 def _ssim_terms(mu_x: Tensor, mu_y: Tensor, e_xx: Tensor, e_yy: Tensor, e_xy: Tensor, shift_x: Tensor, shift_y: Tensor,
                 c1: float, c2: float, cs_only: bool) -> Tuple[Optional[Tensor], ...]:
     """SSIM terms from the shifted statistics of :func:`_statistics`.
 
-    Returns contrast-structure CS = (2 cov + C2) / D with D = var_x + var_y + C2, 1 / D, and (unless
-    ``cs_only``, else None) luminance L = 1 - (m_x - m_y)^2 / B with the unshifted local means m and
-    B = m_x^2 + m_y^2 + C1 (that is (2 m_x m_y + C1) / B, never above 1), 1 / B, m_x and m_y.
+    Returns contrast-structure CS of :func:`_bounded_cs` and 1 / D, and (unless ``cs_only``, else None)
+    luminance L = 1 - (m_x - m_y)^2 / B with the unshifted local means m and B = m_x^2 + m_y^2 + C1 (that
+    is (2 m_x m_y + C1) / B, never above 1, clamped at -1 against rounding), 1 / B, m_x and m_y.
     """
-    sq_sum = torch.mul(mu_x, mu_x).addcmul_(mu_y, mu_y)
-    inv_d = torch.add(e_xx, e_yy).sub_(sq_sum).add_(c2).reciprocal_()
-    cs = torch.addcmul(e_xy, mu_x, mu_y, value=-1).mul_(2).add_(c2).mul_(inv_d)
+    cs, inv_d, _ = _bounded_cs(*_moments(mu_x, mu_y, e_xx, e_yy, e_xy), c2)
     if cs_only:
         return cs, inv_d, None, None, None, None
     m_x, m_y = mu_x + shift_x, mu_y + shift_y
     inv_b = torch.mul(m_x, m_x).addcmul_(m_y, m_y).add_(c1).reciprocal_()
-    lum = torch.sub(m_x, m_y).square_().mul_(inv_b).neg_().add_(1)
+    lum = torch.sub(m_x, m_y).square_().mul_(inv_b).neg_().add_(1).clamp_min_(-1)
     return cs, inv_d, lum, inv_b, m_x, m_y
 
 
@@ -172,41 +194,51 @@ class _SSIMFunction(torch.autograd.Function):
     @staticmethod
     def _input_grads(ctx, x: Tensor, y: Tensor, grad: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         c1, c2, kernels = ctx.c1, ctx.c2, ctx.kernels
-        need_x, need_y = ctx.needs_input_grad[:2]
-        grad_x = torch.empty_like(x) if need_x else None
-        grad_y = torch.empty_like(y) if need_y else None
+        needs = ctx.needs_input_grad[:2]
+        grads = [torch.empty_like(t) if need else None for t, need in zip((x, y), needs)]
         for chunk in _channel_chunks(x):
             xc, yc = x[:, chunk], y[:, chunk]
             shift_x, shift_y = _shift(xc), _shift(yc)
             mu_x, mu_y, e_xx, e_yy, e_xy = _statistics(xc, yc, shift_x, shift_y, kernels)
             g = (grad[:, chunk] / (mu_x.shape[2] * mu_x.shape[3]))[..., None, None]
-            cs, inv_d, lum, inv_b, m_x, m_y = _ssim_terms(mu_x, mu_y, e_xx, e_yy, e_xy, shift_x, shift_y, c1, c2,
-                                                          ctx.cs_only)
-            g_l = g if lum is None else lum * g
-            # the gradient maps, side by side in one buffer for one transposed blur:
-            # dS/dmu' (for x and/or y), dS/dE[x'^2] = dS/dE[y'^2] = -L CS / D, dS/dE[x'y'] = 2 L / D
-            count = int(need_x) + int(need_y)
-            maps = mu_x.new_empty(mu_x.shape[0], (count + 2) * mu_x.shape[1], *mu_x.shape[2:])
+            var_x, var_y, cov = _moments(mu_x, mu_y, e_xx, e_yy, e_xy)
+            # a clamp passes no gradient to the quantity it holds at its bound
+            live = (var_x >= 0, var_y >= 0)
+            cs, inv_d, cov2 = _bounded_cs(var_x, var_y, cov, c2)
+            twice = cov * 2
+            free, lower = cov2 == twice, cov2 > twice
+            g_l = g
+            if not ctx.cs_only:
+                m_x, m_y = mu_x + shift_x, mu_y + shift_y
+                inv_b = torch.mul(m_x, m_x).addcmul_(m_y, m_y).add_(c1).reciprocal_()
+                lum = torch.sub(m_x, m_y).square_().mul_(inv_b).neg_().add_(1).clamp_min_(-1)
+                g_l = lum * g
+            # dS/dvar (var = var_x + var_y, before the variance clamps) and dS/dcov: -L CS / D and 2 L / D
+            # where 2 cov is inside its bounds; at -(var_x + var_y) CS = (C2 - var) / (C2 + var), whose
+            # derivative is -2 C2 / D^2; at +(var_x + var_y) CS = 1
+            g_var = torch.where(free, -cs * inv_d, torch.where(lower, -2 * c2 * inv_d * inv_d, 0)).mul_(g_l)
+            g_cov = (2 * inv_d).mul_(free).mul_(g_l)
+            # the gradient maps, side by side in one buffer for one transposed blur: per input a,
+            # dS/dmu'_a = -2 mu'_a dS/dE[a'^2] - mu'_b dS/dE[a'b'] (+ 2 CS (m_b - L m_a) / B from the luminance)
+            # and dS/dE[a'^2] = dS/dvar where var_a > 0; then dS/dE[x'y'] = dS/dcov
+            inputs = [i for i in range(2) if needs[i]]
+            maps = mu_x.new_empty(mu_x.shape[0], (2 * len(inputs) + 1) * mu_x.shape[1], *mu_x.shape[2:])
             parts = maps.split(mu_x.shape[1], dim=1)
-            torch.mul(cs, inv_d, out=parts[count]).mul_(g_l).neg_()
-            torch.mul(inv_d, g_l, out=parts[count + 1]).mul_(2)
-            # dS/dmu'_x = 2 L (mu'_x CS - mu'_y) / D + 2 CS (m_y - L m_x) / B   (second term without luminance: 0)
-            index = 0
-            for need, mu_a, mu_b, m_a, m_b in ((need_x, mu_x, mu_y, m_x, m_y), (need_y, mu_y, mu_x, m_y, m_x)):
-                if not need:
-                    continue
-                g_mu = torch.mul(mu_a, cs, out=parts[index]).sub_(mu_b).mul_(inv_d).mul_(2 * g_l)
-                if lum is not None:
-                    g_mu.add_((m_b - lum * m_a).mul_(inv_b).mul_(cs).mul_(2 * g))
-                index += 1
+            parts[-1].copy_(g_cov)
+            mus = (mu_x, mu_y)
+            for slot, i in enumerate(inputs):
+                g_mu, g_sq = parts[2 * slot], parts[2 * slot + 1]
+                torch.mul(g_var, live[i], out=g_sq)
+                torch.mul(mus[i], g_sq, out=g_mu).mul_(-2).addcmul_(mus[1 - i], g_cov, value=-1)
+                if not ctx.cs_only:
+                    m_a, m_b = (m_x, m_y) if i == 0 else (m_y, m_x)
+                    g_mu.add_((m_b - lum * m_a).mul_(inv_b).mul_(cs).mul_(2 * g).mul_(lum > -1))
             back = blur_transposed(maps, kernels).split(xc.shape[1], dim=1)
-            t_exx, t_exy = back[count], back[count + 1]
-            x_shifted, y_shifted = xc - shift_x, yc - shift_y
-            if need_x:
-                grad_x[:, chunk] = torch.addcmul(back[0], x_shifted, t_exx, value=2).addcmul_(y_shifted, t_exy)
-            if need_y:
-                grad_y[:, chunk] = torch.addcmul(back[count - 1], y_shifted, t_exx, value=2).addcmul_(x_shifted, t_exy)
-        return grad_x, grad_y
+            shifted = (xc - shift_x, yc - shift_y)
+            for slot, i in enumerate(inputs):
+                grads[i][:, chunk] = torch.addcmul(
+                    back[2 * slot], shifted[i], back[2 * slot + 1], value=2).addcmul_(shifted[1 - i], back[-1])
+        return grads[0], grads[1]
 
 
 def _sqrt_bounded_grad(var: Tensor, floor: float) -> Tensor:
@@ -231,15 +263,15 @@ def _ssim_maps(x: Tensor, y: Tensor, data_range: float, win_size: int, win_sigma
     stats = blur(
         torch.cat([xs, ys, xs * xs, ys * ys, xs * ys], dim=1), gaussian_kernels(x.shape, win_size, win_sigma, x))
     mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(c, dim=1)
-    var_x, var_y, cov = e_xx - mu_x * mu_x, e_yy - mu_y * mu_y, e_xy - mu_x * mu_y
+    var_x, var_y, cov = _moments(mu_x, mu_y, e_xx, e_yy, e_xy)
 
     if 'luminance' in components:
         m_x, m_y = mu_x + shift_x, mu_y + shift_y
-        luminance = 1 - (m_x - m_y)**2 / (m_x * m_x + m_y * m_y + c1)
+        luminance = (1 - (m_x - m_y)**2 / (m_x * m_x + m_y * m_y + c1)).clamp_min(-1)
     else:
         luminance = torch.ones_like(cov)
     if 'contrast' in components and 'structure' in components:
-        return luminance, (2 * cov + c2) / (var_x + var_y + c2)
+        return luminance, _bounded_cs(var_x, var_y, cov, c2)[0]
     if 'contrast' not in components and 'structure' not in components:
         return luminance, torch.ones_like(cov)
     # apart, the terms need sigma_x sigma_y. A variance below the rounding error of E[x'^2] - mu'^2 is
@@ -251,7 +283,11 @@ def _ssim_maps(x: Tensor, y: Tensor, data_range: float, win_size: int, win_sigma
     floor = 1e-6 * c2
     sd_xy = _sqrt_bounded_grad(var_x, floor) * _sqrt_bounded_grad(var_y, floor)
     if 'contrast' in components:
-        return luminance, (2 * sd_xy + c2) / (var_x + var_y + c2)
+        # 2 sigma_x sigma_y <= sigma_x^2 + sigma_y^2, but the product of two rounded square roots may exceed it
+        return luminance, ((2 * sd_xy + c2) / (var_x + var_y + c2)).clamp_max(1)
+    # |cov| <= sigma_x sigma_y (Cauchy-Schwarz) keeps the structure term in [-1, 1]; rounding noise, or a
+    # variance taken as 0 above, would break it
+    cov = torch.maximum(torch.minimum(cov, sd_xy), -sd_xy)
     return luminance, (cov + c2 / 2) / (sd_xy + c2 / 2)
 
 
@@ -278,8 +314,8 @@ def ssim(x: Tensor,
     Returns:
         Tensor: SSIM reduced as ``reduction`` says, float32 (float64 for float64 inputs).
     """
-    if win_size % 2 != 1:
-        raise ValueError(f'win_size must be odd, got {win_size}')
+    if win_size < 1 or win_size % 2 != 1:
+        raise ValueError(f'win_size must be an odd integer >= 1, got {win_size}')
     _check_pair(x, y)
     with _autocast_disabled(x.device.type):
         x, y = _full_precision(x, y)
@@ -340,8 +376,8 @@ def ms_ssim(x: Tensor,
     """
     if multiscale not in MULTISCALE_MODES:
         raise ValueError(f'multiscale must be one of {MULTISCALE_MODES}, got {multiscale!r}')
-    if win_size % 2 != 1:
-        raise ValueError(f'win_size must be odd, got {win_size}')
+    if win_size < 1 or win_size % 2 != 1:
+        raise ValueError(f'win_size must be an odd integer >= 1, got {win_size}')
     _check_pair(x, y)
     with _autocast_disabled(x.device.type):
         x, y = _full_precision(x, y)
