@@ -117,7 +117,7 @@ def test_mmkd_scope_config_runs_through_stock_tools(tmp_path):
         assert 'Failed to search registry' not in run.stdout + run.stderr
     printed = float(re.search(r'tiny/mse: ([0-9.]+)', test.stdout + test.stderr).group(1))
 
-    state = torch.load(checkpoint, map_location='cpu')['state_dict']
+    state = torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']
     points = make_points(6, seed=1)  # the test dataset of the config, its targets shifted by 1
     predictions = points @ state['fc.weight'][0] + state['fc.bias'][0]
     reference = ((predictions - (points.sum(1) + 1.0))**2).mean().item()

@@ -3,8 +3,9 @@
 Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``. MMEngine 0.10.7 calls it without the
 argument, so it refuses the checkpoints it writes itself: their message hub holds
 :class:`~mmengine.logging.HistoryBuffer` objects (numpy arrays, numpy scalars and, for the buffer's
-statistics methods, ``builtins.getattr``). :func:`install` keeps ``weights_only=True`` and allow-lists
-those names, each bound to a checking stand-in rather than to the real callable:
+statistics methods, ``builtins.getattr``). mmkd's loads keep ``weights_only=True`` and allow-list those
+names, each bound to a checking stand-in rather than to the real callable, within those loads only (a
+plain ``torch.load`` elsewhere is stock torch's, whatever a user passed to ``add_safe_globals``):
 
 * ``numpy.dtype`` builds a :class:`_PickledDType`: only numeric and bool dtypes, with the exact state
   numpy pickles for them (no fields, no subarray, no flags); object, structured, string and void
@@ -17,10 +18,9 @@ those names, each bound to a checking stand-in rather than to the real callable:
 * ``builtins.getattr`` only resolves the four default statistics methods of ``HistoryBuffer``, a set
   fixed at import; ``builtins.bytes`` only gives ``b''`` (an empty array's data).
 
-Arrays and dtypes outside a ``HistoryBuffer`` are returned by ``torch.load`` as these stand-ins;
 :func:`safe_torch_load` and mmengine's ``load_checkpoint`` (through the loaders :func:`install`
-registers) replace them by the numpy objects. Anything else pickled in a checkpoint (a function, an
-arbitrary class, a numpy object outside the above) is refused before it runs, with
+registers) replace the stand-ins by the numpy objects they checked. Anything else pickled in a
+checkpoint (a function, an arbitrary class, a numpy object outside the above) is refused before it runs, with
 :class:`UntrustedCheckpointError`. A file or URL the user trusts can be opted in with the environment
 variable ``MMKD_TRUSTED_CHECKPOINTS`` or :func:`trust_checkpoint`; it is then loaded with
 ``weights_only=False``. A file that cannot be read (truncated, garbage) raises one ``RuntimeError``
@@ -38,6 +38,7 @@ import zipfile
 from typing import Any, Callable, Dict, List, Optional, Set, Union
 from urllib.parse import urlparse
 
+import _compat_pickle
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
@@ -108,6 +109,10 @@ class _PickledDType:
         copy (bool): numpy's copy flag.
     """
 
+    # a stand-in built by NEWOBJ skips __init__: these defaults make it one without its state
+    _base: Optional[np.dtype] = None
+    dtype: Optional[np.dtype] = None
+
     def __init__(self, obj: Any = None, align: Any = False, copy: Any = True):
         if not (isinstance(obj, str) and _SIMPLE_DTYPE.fullmatch(obj) and isinstance(align, bool)
                 and isinstance(copy, bool)):
@@ -119,7 +124,6 @@ class _PickledDType:
         if base.str[1:] != obj:
             raise _refuse(f'numpy.dtype({obj!r}) is not a numeric or bool dtype')
         self._base = base
-        self.dtype: Optional[np.dtype] = None
 
     def __setstate__(self, state: Any) -> None:
         base = getattr(self, '_base', None)
@@ -134,7 +138,7 @@ class _PickledDType:
 
 def _finished_dtype(dtype: Any) -> np.dtype:
     if not isinstance(dtype, _PickledDType) or dtype.dtype is None:
-        raise _refuse(f'{type(dtype).__name__} where a numeric or bool numpy.dtype was expected')
+        raise _refuse(f'{_public_name(type(dtype))} where a numeric or bool numpy.dtype was expected')
     return dtype.dtype
 
 
@@ -148,8 +152,7 @@ class _NdarrayName:
 class _PickledArray:
     """Stand-in for ``numpy.core.multiarray._reconstruct(ndarray, (0,), b'b')``; its state gives the array."""
 
-    def __init__(self):
-        self.array: Optional[np.ndarray] = None
+    array: Optional[np.ndarray] = None  # also for one built by NEWOBJ, without __init__
 
     def __setstate__(self, state: Any) -> None:
         if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
@@ -163,7 +166,10 @@ class _PickledArray:
         if len(data) != math.prod(shape) * dtype.itemsize:
             raise _refuse(f'numpy array of shape {shape} and dtype {dtype} holds {len(data)} bytes')
         flat = np.frombuffer(data, dtype) if data else np.empty(0, dtype)
-        self.array = flat.reshape(shape, order='F' if fortran else 'C').copy(order='K')
+        try:
+            self.array = flat.reshape(shape, order='F' if fortran else 'C').copy(order='K')
+        except ValueError as e:  # e.g. more dimensions or elements than numpy supports
+            raise _refuse(f'numpy array of shape {shape!r:.100} cannot be built: {e}') from None
 
     def __repr__(self) -> str:
         # what a plain torch.load returns for an array outside a HistoryBuffer
@@ -197,6 +203,11 @@ class _PickledHistoryBuffer:
     ``HistoryBuffer`` without running ``HistoryBuffer.__setstate__`` (which updates the class-level
     registry of statistics methods from the file)."""
 
+    def __new__(cls, *args: Any, **kwargs: Any):
+        if args or kwargs:
+            raise _refuse('HistoryBuffer is built with arguments; mmengine pickles it without')
+        return super().__new__(cls)
+
     def __setstate__(self, state: Any) -> None:
         if not (type(state) is dict and set(state) <= _HISTORY_BUFFER_KEYS
                 and {'max_length', '_log_history', '_count_history'} <= set(state)):
@@ -226,9 +237,19 @@ def _restricted_getattr(obj: Any, name: Any, *default: Any) -> Callable:
     statistics methods as ``getattr(HistoryBuffer, name)``; only that lookup is allowed."""
     if obj is _PickledHistoryBuffer and not default and name in _STATISTICS_METHODS:
         return _STATISTICS_METHODS[name]
-    owner = 'HistoryBuffer' if obj is _PickledHistoryBuffer else getattr(obj, '__name__', type(obj).__name__)
+    owner = _public_name(obj if isinstance(obj, type) else type(obj))
     raise _refuse(f'getattr({owner}, {name!r}) is refused: only the statistics methods '
                   f'{sorted(_STATISTICS_METHODS)} of mmengine HistoryBuffer are allowed')
+
+
+def _public_name(kind: type) -> str:
+    """The name a message gives a type: what a stand-in stands for, else the type's own name."""
+    return {
+        _PickledArray: 'numpy.ndarray',
+        _NdarrayName: 'numpy.ndarray',
+        _PickledDType: 'numpy.dtype',
+        _PickledHistoryBuffer: 'HistoryBuffer'
+    }.get(kind, getattr(kind, '__name__', repr(kind)))
 
 
 def allowed_globals() -> List[Any]:
@@ -272,6 +293,8 @@ def _finalize(obj: Any, memo: Dict[int, Any]) -> Any:
         memo[key] = obj
         items = [(_finalize(k, memo), _finalize(v, memo)) for k, v in obj.items()]
         if any(new[0] is not k or new[1] is not v for new, (k, v) in zip(items, obj.items())):
+            if any(isinstance(k, np.ndarray) for k, _ in items):
+                raise _refuse('a numpy array as a dict key (numpy arrays are unhashable)')
             obj.clear()
             obj.update(items)
         return obj
@@ -286,9 +309,45 @@ def _finalize(obj: Any, memo: Dict[int, Any]) -> Any:
     return obj
 
 
+class _AllowList:
+    """Context in which ``torch.load(weights_only=True)`` resolves mmkd's names to mmkd's stand-ins.
+
+    Entered around mmkd's own loads only, so that a plain ``torch.load`` elsewhere in the process is not
+    changed. torch keeps the allowed globals in one process-wide set, keyed by object: a user's own
+    ``add_safe_globals`` entry for a name that mmkd also binds (``numpy.dtype``, ...) would make which of
+    the two serves the name vary from process to process, so such entries are set aside while inside.
+    """
+
+    def __enter__(self) -> None:
+        import torch._weights_only_unpickler as unpickler
+        ours = allowed_globals()
+        names = {name for _, name in ours}
+        self._saved = unpickler._marked_safe_globals_set
+        kept = {entry for entry in self._saved if _entry_name(entry) not in names}
+        unpickler._marked_safe_globals_set = kept | set(ours)
+
+    def __exit__(self, *exc_info) -> None:
+        import torch._weights_only_unpickler as unpickler
+        unpickler._marked_safe_globals_set = self._saved
+
+
+def _entry_name(entry: Any) -> str:
+    """The qualified name torch gives an ``add_safe_globals`` entry (an object or an ``(object, name)`` pair)."""
+    if isinstance(entry, tuple):
+        return entry[1]
+    return f'{getattr(entry, "__module__", "")}.{getattr(entry, "__qualname__", "")}'
+
+
 def _torch_allowed_names() -> Set[str]:
     from torch._weights_only_unpickler import _get_allowed_globals, _get_user_allowed_globals
     return set(_get_allowed_globals()) | set(_get_user_allowed_globals())
+
+
+def _python3_name(module: str, name: str) -> str:
+    """``module.name`` as unpickling resolves it: protocols 0-2 write Python 2 names (``__builtin__.getattr``)
+    that pickle maps to Python 3's (``builtins.getattr``), as torch's unpickler does."""
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f'{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}'
 
 
 def _globals_in_plain_pickle(path: str) -> Set[str]:
@@ -303,9 +362,9 @@ def _globals_in_plain_pickle(path: str) -> Set[str]:
             try:
                 for opcode, arg, _pos in pickletools.genops(f):
                     if opcode.name == 'GLOBAL':
-                        found.add(arg.replace(' ', '.'))
+                        found.add(_python3_name(*arg.split(' ', 1)))
                     elif opcode.name == 'STACK_GLOBAL':
-                        found.add('.'.join((['?', '?'] + strings)[-2:]))
+                        found.add(_python3_name(*(['?', '?'] + strings)[-2:]))
                     elif 'UNICODE' in opcode.name:
                         strings.append(arg)
                     elif opcode.name in ('PUT', 'BINPUT', 'LONG_BINPUT', 'MEMOIZE'):
@@ -334,6 +393,14 @@ def _checked(error: Exception) -> Exception:
     return error
 
 
+def _is_legacy_format(path: Optional[str]) -> bool:
+    """Whether ``path`` is in torch's legacy (not zip) format: it starts with a pickle, not a zip header."""
+    if path is None or not osp.isfile(path):
+        return False
+    with open(path, 'rb') as f:
+        return f.read(2) == b'\x80\x02'  # torch's legacy format starts with its magic number, pickled
+
+
 def _refusal(name: str, error: BaseException, path: Optional[str] = None) -> Exception:
     """The one error to raise when loading checkpoint ``name`` (local copy at ``path``) failed.
 
@@ -347,12 +414,20 @@ def _refusal(name: str, error: BaseException, path: Optional[str] = None) -> Exc
     torch_refusal = re.search(
         r'(Unsupported global: GLOBAL \S+|Trying to call reduce for unrecognized function .*|'
         r'Can only (?:build|create new object) .*|.*whose module \S+ is blocked)', text)
-    found = _unsafe_globals(path)
+    # torch's unpickler raises UnpicklingError when it refuses the file (for a plain pickle possibly at an
+    # opcode before the global): only then can the file's globals be to blame
+    found = _unsafe_globals(path) if isinstance(error, pickle.UnpicklingError) else set()
     if not (reasons or torch_refusal or found):
         first = next((line.strip() for line in text.splitlines() if line.strip()), '').split('. ')[0]
+        cause = f'{type(error).__name__}{": " + first if first else ""}'
+        if _is_legacy_format(path) and not isinstance(error, (pickle.UnpicklingError, EOFError)):
+            return _checked(
+                RuntimeError(f"checkpoint '{name}' could not be read: torch failed on this legacy-format (not zip) "
+                             f'file ({cause}); e.g. tensors of a dtype the legacy format cannot store back, such as '
+                             'uint32. Re-save it with the default torch.save format'))
         return _checked(
             RuntimeError(f"checkpoint '{name}' could not be read: it is truncated, corrupt or not a torch "
-                         f'checkpoint ({type(error).__name__}{": " + first if first else ""})'))
+                         f'checkpoint ({cause})'))
     if found:
         what = f'it pickles {", ".join(sorted(found))}, which mmkd does not allow-list'
     else:
@@ -374,14 +449,15 @@ def _load(read: Callable[[bool], Any], name: str, path: Optional[str]) -> Any:
             if getattr(e, 'mmkd_checked', False):
                 raise
             raise _refusal(name, e) from e
-    try:
-        return _finalize(read(True), {})
-    except RecursionError:
-        raise _refusal(name, _refuse('objects nested too deeply'), path) from None
-    except Exception as e:
-        if getattr(e, 'mmkd_checked', False):
-            raise
-        raise _refusal(name, e, path) from None
+    with _AllowList():  # also while reading the file's globals for the error
+        try:
+            return _finalize(read(True), {})
+        except RecursionError:
+            raise _refusal(name, _refuse('objects nested too deeply'), path) from None
+        except Exception as e:
+            if getattr(e, 'mmkd_checked', False):
+                raise
+            raise _refusal(name, e, path) from None
 
 
 def safe_torch_load(filename: Union[str, os.PathLike], map_location=None) -> Any:
@@ -412,9 +488,12 @@ def safe_load_url(url: str,
                   progress: bool = False,
                   **kwargs) -> Any:
     """Stand-in for mmengine's ``load_url`` (behind ``http(s)://``, ``torchvision://``, ``open-mmlab://``,
-    ``mmcls://``): downloads into torch's hub cache like :func:`torch.hub.load_state_dict_from_url`, then
-    loads like :func:`safe_torch_load`; trusted through the URL. (``load_state_dict_from_url`` itself
-    defaults to ``weights_only=False``.)
+    ``mmcls://``): downloads into torch's hub cache, then loads like :func:`safe_torch_load`; trusted
+    through the URL. (``torch.hub.load_state_dict_from_url`` itself defaults to ``weights_only=False``.)
+
+    The file is cached under a folder named by a hash of the full URL, not by its base name alone as
+    torch.hub does: trusting one URL must not trust a file that another URL with the same base name left
+    in the cache. A download that fails to load (refused or unreadable) is deleted.
 
     Args:
         url (str): the checkpoint URL.
@@ -424,14 +503,33 @@ def safe_load_url(url: str,
 
     Returns:
         Any: the unpickled object.
+
+    Raises:
+        FileNotFoundError: the server has no such file (HTTP 404).
+        RuntimeError: the download failed, or the file is truncated, corrupt or not a torch checkpoint.
+        UntrustedCheckpointError: the file pickles something outside the allow-list.
     """
-    folder = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
-    cached = osp.join(folder, kwargs.get('file_name') or osp.basename(urlparse(url).path))
+    import hashlib
+    from urllib.error import HTTPError, URLError
+    folder = osp.join(
+        model_dir or osp.join(torch.hub.get_dir(), 'checkpoints'),
+        'mmkd-' + hashlib.sha256(url.encode()).hexdigest()[:32])
+    cached = osp.join(folder, kwargs.get('file_name') or osp.basename(urlparse(url).path) or 'checkpoint.pth')
     if not osp.exists(cached):
         os.makedirs(folder, exist_ok=True)
-        torch.hub.download_url_to_file(url, cached, progress=progress)
-    return _load(lambda weights_only: torch.load(cached, map_location=map_location, weights_only=weights_only), url,
-                 cached)
+        try:
+            torch.hub.download_url_to_file(url, cached, progress=progress)
+        except HTTPError as e:
+            kind = FileNotFoundError if e.code == 404 else RuntimeError
+            raise _checked(kind(f"checkpoint '{url}' could not be downloaded: HTTP {e.code} {e.reason}")) from None
+        except (URLError, OSError) as e:
+            raise _checked(RuntimeError(f"checkpoint '{url}' could not be downloaded: {e}")) from None
+    try:
+        return _load(lambda weights_only: torch.load(cached, map_location=map_location, weights_only=weights_only), url,
+                     cached)
+    except Exception:
+        os.remove(cached)  # a refused file must not stay where a later, trusted load of this URL would find it
+        raise
 
 
 def _guard_loader(loader: Callable) -> Callable:
@@ -446,7 +544,7 @@ def _guard_loader(loader: Callable) -> Callable:
 
 
 def install() -> None:
-    """Install the allow-list, the checking loaders and atomic local writes (idempotent)."""
+    """Install the checking loaders (which apply the allow-list) and atomic local writes (idempotent)."""
     global _installed
     if _installed:
         return
@@ -455,7 +553,6 @@ def install() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
 
     HistoryBuffer()  # registers the default statistics methods, which a loaded buffer relies on
-    torch.serialization.add_safe_globals(allowed_globals())
     mmengine_checkpoint.load_url = safe_load_url  # what load_from_http calls: weights_only=False in torch.hub
 
     CheckpointLoader.register_scheme(prefixes='', loader=safe_torch_load, force=True)

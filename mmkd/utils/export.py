@@ -6,6 +6,7 @@ from typing import Any, List, NamedTuple, Optional
 import torch
 from mmengine.config import Config
 
+from .build import checkpoint_config
 from .checkpoint import safe_torch_load
 from .teacher import checkpoint_state_dict
 
@@ -116,6 +117,35 @@ def _stock_hooks(cfg: Config) -> None:
                 cfg.default_hooks[name] = dict(hook, type=stock.__name__)
 
 
+def _stock_optim(cfg: Config, prefix: str) -> None:
+    """The deployed network's own optimizer settings, with stock types: from a per-network optimizer config
+    (``MultiNetworkOptimWrapperConstructor``) the network's entry and its schedule; an mmkd wrapper type
+    (e.g. ``CPUAmpOptimWrapper`` of ``--amp`` on a CPU) becomes the stock wrapper it extends."""
+    from mmengine.registry import OPTIM_WRAPPERS
+    optim = cfg.get('optim_wrapper')
+    if isinstance(optim, dict) and optim.get('constructor') == 'MultiNetworkOptimWrapperConstructor':
+        entry = optim.get(prefix)
+        if isinstance(entry, dict):
+            if 'paramwise_cfg' in optim and 'paramwise_cfg' not in entry:
+                entry = dict(entry, paramwise_cfg=optim['paramwise_cfg'])
+            cfg.optim_wrapper = entry
+        else:
+            cfg.pop('optim_wrapper')
+        schedules = cfg.get('param_scheduler')
+        if isinstance(schedules, dict) and 'type' not in schedules:
+            if prefix in schedules:
+                cfg.param_scheduler = schedules[prefix]
+            else:
+                cfg.pop('param_scheduler')
+    optim = cfg.get('optim_wrapper')
+    if isinstance(optim, dict) and _is_mmkd_type(optim.get('type'), [OPTIM_WRAPPERS]):
+        stock = _stock_ancestor(_lookup(optim['type'], [OPTIM_WRAPPERS]), (OPTIM_WRAPPERS, ))
+        if stock is not None:
+            cfg.optim_wrapper = dict(optim, type=stock.__name__)
+            if stock.__name__ == 'AmpOptimWrapper':
+                cfg.optim_wrapper.pop('dtype', None)
+
+
 def _mmkd_types(value: Any, registries: list) -> List[str]:
     """Names of the ``type`` entries anywhere in a config value that resolve to mmkd classes."""
     found = []
@@ -135,15 +165,18 @@ def export_student(checkpoint: str, out_dir: str, config: Optional[str] = None) 
 
     The network is the one the model declares (see :class:`mmkd.models.utils.Deployable`): a
     distiller's student, the chosen network of a pair, ... The checkpoint holds only that network's
-    weights and plain metadata. Dataset and default-hook types are rewritten to the stock classes they
-    extend and mmkd's custom hooks are dropped, so that a detection or segmentation network loads in stock
+    weights and plain metadata. Dataset, default-hook and optimizer-wrapper types are rewritten to the stock
+    classes they extend, a per-network optimizer config keeps the network's entry, and mmkd's custom hooks
+    are dropped, so that a detection or segmentation network loads in stock
     ``DetInferencer`` / ``MMSegInferencer`` without mmkd. A config that still names mmkd types (an mmkd-scope model, a
     dataset with no stock ancestor) keeps ``custom_imports=['mmkd']``; ``Exported.mmkd_types`` lists them.
 
     Args:
         checkpoint: a checkpoint saved by the runner while training an mmkd model.
         out_dir: folder to write to (created if needed).
-        config: the training config; by default the one stored in the checkpoint's meta.
+        config: the training config; by default the one stored in the checkpoint's meta (run as Python
+            only if the checkpoint is trusted, else read as plain data, see
+            :func:`~mmkd.utils.build.checkpoint_config`).
 
     Returns:
         Exported: the written paths, the network's prefix and the mmkd types the config still needs.
@@ -154,7 +187,7 @@ def export_student(checkpoint: str, out_dir: str, config: Optional[str] = None) 
     if config is not None:
         cfg = Config.fromfile(config)
     elif 'cfg' in meta:
-        cfg = Config.fromstring(meta['cfg'], file_format='.py')
+        cfg = checkpoint_config(meta['cfg'], checkpoint)
     else:
         raise KeyError(f"checkpoint '{checkpoint}' stores no config in meta['cfg']: pass the training config")
     if not isinstance(cfg.get('model'), dict):
@@ -171,6 +204,7 @@ def export_student(checkpoint: str, out_dir: str, config: Optional[str] = None) 
 
     cfg.model = network_cfg
     _stock_hooks(cfg)
+    _stock_optim(cfg, prefix)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if cfg.get(name) and 'dataset' in cfg[name]:
             cfg[name].dataset = _stock_dataset(cfg[name].dataset)

@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import Registry
 
-from .build import ConfigType, build_in_scope, model_config
+from .build import ConfigType, UnsafeConfigTextError, build_in_scope, checkpoint_config, model_config
 
 
 def _strip(state_dict: dict, prefix: str) -> dict:
@@ -26,11 +26,19 @@ def checkpoint_state_dict(checkpoint: dict) -> dict:
     return state_dict
 
 
-def deployable_prefix(checkpoint: dict) -> Optional[str]:
+def deployable_prefix(checkpoint: dict, checkpoint_path: str) -> Optional[str]:
     """The ``state_dict`` prefix of the deployable network of the mmkd model that saved ``checkpoint``.
 
-    The model is the one of the config the runner stores in ``meta['cfg']``; ``None`` where there is no
-    such config or where it is not an mmkd model (see :class:`mmkd.models.utils.Deployable`).
+    The model is the one of the config the runner stores in ``meta['cfg']``, read by
+    :func:`~mmkd.utils.build.checkpoint_config` (run only if the file is trusted); ``None`` where there is
+    no such config or where it is not an mmkd model (see :class:`mmkd.models.utils.Deployable`).
+
+    Args:
+        checkpoint (dict): the loaded checkpoint.
+        checkpoint_path (str): its file or URL, which decides whether the config text may be run.
+
+    Raises:
+        UnsafeConfigTextError: the checkpoint is not trusted and its config is more than plain data.
     """
     from mmkd.models.utils import deployable_of
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
@@ -38,7 +46,9 @@ def deployable_prefix(checkpoint: dict) -> Optional[str]:
     if not isinstance(cfg_text, str):
         return None
     try:
-        cfg = Config.fromstring(cfg_text, file_format='.py')
+        cfg = checkpoint_config(cfg_text, checkpoint_path)
+    except UnsafeConfigTextError:
+        raise
     except Exception:  # mmengine raises many types for a text it cannot read back; the keys then decide alone
         return None
     if not isinstance(cfg.get('model'), dict):
@@ -73,6 +83,8 @@ def load_weights_strictly(model: nn.Module, checkpoint_path: str, what: str = 'c
         FileNotFoundError: the file does not exist.
         RuntimeError: the file cannot be read, or its weights do not fit the model (the message names
             the file and the first mismatching keys).
+        UnsafeConfigTextError: the weights fit only through the config stored in an untrusted checkpoint,
+            and that config is more than plain data.
     """
     from mmengine.runner.checkpoint import _load_checkpoint
 
@@ -91,7 +103,7 @@ def load_weights_strictly(model: nn.Module, checkpoint_path: str, what: str = 'c
         raise RuntimeError(f'{what} {checkpoint_path!r} holds no weights: {e}') from e
     if state_dict_mismatch(model, state_dict):
         # an mmkd model's checkpoint (e.g. a distilled student reused as teacher): its deployable network
-        prefix = deployable_prefix(checkpoint)
+        prefix = deployable_prefix(checkpoint, checkpoint_path)
         if prefix is not None:
             state_dict = {k[len(prefix) + 1:]: v for k, v in state_dict.items() if k.startswith(prefix + '.')}
     problems = state_dict_mismatch(model, state_dict)

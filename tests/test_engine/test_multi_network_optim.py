@@ -162,7 +162,7 @@ def _assert_equal(a, b, where=''):
 
 
 def test_checkpoint_holds_both_optimizers_and_both_schedules(trained):
-    ckpt = torch.load(trained / 'full' / 'epoch_1.pth')
+    ckpt = torch.load(trained / 'full' / 'epoch_1.pth', weights_only=False)
     optimizers = ckpt['optimizer']
     assert set(optimizers) == set(ckpt['param_schedulers']) == {'net_a', 'net_b'}
     assert {'momentum_buffer'} == set(optimizers['net_a']['state'][0])
@@ -175,10 +175,10 @@ def test_checkpoint_holds_both_optimizers_and_both_schedules(trained):
 
 
 def test_resume_continues_bit_for_bit(trained):
-    full = torch.load(trained / 'full' / 'epoch_2.pth')
-    resumed = torch.load(trained / 'part' / 'epoch_2.pth')
+    full = torch.load(trained / 'full' / 'epoch_2.pth', weights_only=False)
+    resumed = torch.load(trained / 'part' / 'epoch_2.pth', weights_only=False)
     assert full['meta']['iter'] == resumed['meta']['iter'] == 8
-    halfway = torch.load(trained / 'full' / 'epoch_1.pth')
+    halfway = torch.load(trained / 'full' / 'epoch_1.pth', weights_only=False)
     assert not torch.equal(halfway['state_dict']['net_b.layers.0.weight'], full['state_dict']['net_b.layers.0.weight'])
     for key in ('state_dict', 'optimizer', 'param_schedulers'):
         _assert_equal(full[key], resumed[key], key)

@@ -16,7 +16,7 @@ def test_amp_trains_the_ssim_distiller_on_the_cpu(toy_root, tmp_path):
     work = tmp_path / 'amp'
     _run([PYTHON, osp.join(TOOLS, 'train.py'), CONFIG, '--amp', '--work-dir',
           str(work)] + _options(toy_root) + ['default_hooks.logger.interval=1'], tmp_path)
-    checkpoint = torch.load(work / 'epoch_1.pth')
+    checkpoint = torch.load(work / 'epoch_1.pth', weights_only=False)
     assert 'loss_scaler' in checkpoint['optimizer']  # an AMP optimizer wrapper trained
     logs = [json.loads(line) for path in work.glob('*/vis_data/scalars.json') for line in open(path)]
     train_logs = [log for log in logs if 'loss_feat_l0' in log]

@@ -44,8 +44,8 @@ def trained(toy_root, tmp_path_factory):
 
 def test_train_saves_student_only_and_resume_continues_exactly(trained):
     # RandomFlip (p 0.5) runs in the main process (num_workers=0): exact only with the RNG states restored
-    full = torch.load(trained / 'full' / 'epoch_2.pth')
-    resumed = torch.load(trained / 'part' / 'epoch_2.pth')
+    full = torch.load(trained / 'full' / 'epoch_2.pth', weights_only=False)
+    resumed = torch.load(trained / 'part' / 'epoch_2.pth', weights_only=False)
     assert 'mmkd_rng_state' in full
     assert not any(k.startswith('teacher') for k in full['state_dict'])
     assert any(k.startswith('student.') for k in full['state_dict'])
@@ -83,7 +83,7 @@ def test_export_student_loads_in_stock_mmdet_without_mmkd(trained, toy_root):
                           env=dict(tool_env(), PYTHONPATH=''))
     assert proc.returncode == 0 and 'PREDICTIONS' in proc.stdout, proc.stderr[-3000:]
     exported = torch.load(out / 'student.pth')['state_dict']
-    trained_sd = torch.load(trained / 'full' / 'epoch_2.pth')['state_dict']
+    trained_sd = torch.load(trained / 'full' / 'epoch_2.pth', weights_only=False)['state_dict']
     for k, v in exported.items():
         assert torch.equal(v, trained_sd['student.' + k])
 

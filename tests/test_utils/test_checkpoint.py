@@ -68,14 +68,16 @@ def test_mmengine_checkpoints_load_and_resume_exactly(tmp_path):
     full = tmp_path / 'full'
     _runner(full, 4).train()
     assert {'mmengine.logging.history_buffer.HistoryBuffer', 'builtins.getattr'} <= _globals_in(full / 'epoch_2.pth')
-    final = torch.load(full / 'epoch_4.pth')['state_dict']  # weights_only=True with the allow-list
+    final = safe_torch_load(full / 'epoch_4.pth')['state_dict']  # weights_only=True with the allow-list
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):  # a plain torch.load stays stock torch's
+        torch.load(full / 'epoch_4.pth')
 
     part = tmp_path / 'part'
     _runner(part, 2).train()
     runner = _runner(part, 4, resume=True)
     runner.train()
     assert runner.iter == 16
-    resumed = torch.load(part / 'epoch_4.pth')['state_dict']
+    resumed = safe_torch_load(part / 'epoch_4.pth')['state_dict']
     for k in final:
         torch.testing.assert_close(resumed[k], final[k], atol=0, rtol=0)
 
@@ -210,6 +212,93 @@ def _numpy_attacks():
         dtype_class=_Reduce(type(np.dtype('f8')), ()))
 
 
+COLLIDE = """
+import pickle
+import numpy as np
+import torch
+multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+if USER_GLOBALS:  # a user's own allow-list for numpy files, under the names mmkd also binds
+    torch.serialization.add_safe_globals([multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype,
+                                          type(np.dtype('f8')), type(np.dtype('U1'))])
+import mmkd
+from mmkd.utils import UntrustedCheckpointError, safe_torch_load
+try:
+    plain = torch.load(NUMBERS, weights_only=True)['a']
+    print('PLAIN', type(plain).__module__, type(plain).__name__, plain.tolist())
+except pickle.UnpicklingError as e:
+    print('PLAIN REFUSED', str(e).splitlines()[0])
+try:
+    safe_torch_load(STRINGS)
+    print('MMKD LOADED strings')
+except UntrustedCheckpointError as e:
+    print('MMKD REFUSED strings')
+print('MMKD', type(safe_torch_load(NUMBERS)['a']).__name__)
+"""
+
+
+@pytest.mark.parametrize('user_globals', [True, False])
+def test_allow_list_applies_to_mmkd_loads_only(tmp_path, user_globals):
+    numbers, strings = str(tmp_path / 'numbers.pth'), str(tmp_path / 'strings.pth')
+    torch.save(dict(a=np.arange(3.0)), numbers)
+    torch.save(dict(a=np.array(['x'])), strings)  # a string dtype: outside mmkd's allow-list
+    script = f'USER_GLOBALS = {user_globals}\nNUMBERS = {numbers!r}\nSTRINGS = {strings!r}\n' + COLLIDE
+    proc = subprocess.run([PYTHON, '-c', script], capture_output=True, text=True, env=tool_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(('PLAIN', 'MMKD'))]
+    # a plain torch.load is stock torch's: the user's numpy globals, or a refusal without them
+    plain = 'PLAIN numpy ndarray [0.0, 1.0, 2.0]' if user_globals else 'PLAIN REFUSED'
+    assert lines[0].startswith(plain), lines
+    # mmkd's loads check with mmkd's stand-ins whatever the user allow-listed
+    assert lines[1:] == ['MMKD REFUSED strings', 'MMKD ndarray'], lines
+
+
+class _NewObj:
+    """Pickles as ``NEWOBJ`` of ``cls`` with no arguments: an object whose ``__init__`` never runs."""
+
+    def __init__(self, cls):
+        self.cls = cls
+
+    @property
+    def __class__(self):  # pickle checks that NEWOBJ's class is the object's
+        return self.cls
+
+    def __reduce__(self):
+        import copyreg
+        return copyreg.__newobj__, (self.cls, )
+
+
+def _malformed_allow_listed_objects():
+    """Allow-listed names used in ways mmengine never writes; each must be refused, not reported as corrupt."""
+    from mmengine.logging import HistoryBuffer
+
+    from mmkd.utils import checkpoint
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+
+    def array(shape, data):
+        return _Reduce(multiarray._reconstruct, (np.ndarray, (0, ), b'b'), (1, shape, np.dtype('f8'), False, data))
+
+    return dict(
+        array_without_init=(_NewObj(checkpoint._PickledArray), 'numpy array without its state'),
+        dtype_without_init=(_NewObj(np.dtype), 'numpy dtype without its state'),
+        buffer_with_arguments=(_Reduce(HistoryBuffer, (1, 2)), 'HistoryBuffer is built with arguments'),
+        too_many_dimensions=(array((1, ) * 70, bytes(8)), 'cannot be built'),
+        too_large=(array((0, 2**62, 2**62), b''), 'cannot be built'),
+        array_as_key=({
+            array((1, ), bytes(8)): 1
+        }, 'numpy array as a dict key'),
+        getattr_of_array=(_Reduce(getattr, (np.ndarray, 'tofile')), r"getattr\(numpy.ndarray, 'tofile'\)"))
+
+
+@pytest.mark.parametrize('name', sorted(_malformed_allow_listed_objects()))
+def test_malformed_allow_listed_objects_are_refused_in_numpy_terms(tmp_path, name):
+    attack, reason = _malformed_allow_listed_objects()[name]
+    path = tmp_path / f'{name}.pth'
+    torch.save(dict(state_dict={}, meta=dict(x=attack)), path)
+    with pytest.raises(UntrustedCheckpointError, match=reason) as info:
+        safe_torch_load(str(path))
+    assert '_Pickled' not in str(info.value) and '_NdarrayName' not in str(info.value)
+
+
 def test_memory_unsafe_numpy_objects_refused(tmp_path):
     paths = []
     for name, attack in sorted(_numpy_attacks().items()):
@@ -333,6 +422,43 @@ def _unreadable(tmp_path):
     return [tmp_path / f'{name}.pth' for name in files]
 
 
+def test_legacy_format_checkpoint_with_rng_states_loads_and_restores(tmp_path):
+    import random
+    from types import SimpleNamespace
+
+    from mmkd.engine.hooks import RNGStateHook
+    np.random.seed(3)
+    np.random.rand(5)  # a state partway through the key, with a cached position
+    checkpoint = dict(state_dict=_Linear().state_dict())
+    RNGStateHook().before_save_checkpoint(None, checkpoint)
+    expected = (np.random.rand(4), random.random(), torch.rand(2))
+    path = tmp_path / 'legacy.pth'
+    torch.save(checkpoint, path, _use_new_zipfile_serialization=False)
+    np.random.seed(0)
+    loaded = safe_torch_load(str(path))
+    RNGStateHook._restore(SimpleNamespace(logger=SimpleNamespace(info=lambda msg: None)), loaded[RNGStateHook.KEY])
+    np.testing.assert_array_equal(np.random.rand(4), expected[0])
+    assert random.random() == expected[1]
+    assert torch.equal(torch.rand(2), expected[2])
+
+
+def test_legacy_format_refusal_names_only_what_is_refused(tmp_path):
+    from mmengine.logging import HistoryBuffer
+    marker = tmp_path / 'pwned'
+    hub = HistoryBuffer()
+    hub.update(1.0)
+    path = tmp_path / 'legacy.pth'
+    torch.save(dict(hub=hub, meta=_Payload(marker)), path, _use_new_zipfile_serialization=False)
+    with pytest.raises(UntrustedCheckpointError, match='system') as info:
+        safe_torch_load(str(path))
+    assert 'getattr' not in str(info.value) and not marker.exists()  # written as __builtin__.getattr: allowed
+    # what torch's legacy loader cannot read back is no refusal
+    torch.save(dict(keys=torch.from_numpy(np.arange(3, dtype=np.uint32))), path, _use_new_zipfile_serialization=False)
+    with pytest.raises(RuntimeError, match=f"'{path}' could not be read: torch failed on this legacy-format") as info:
+        safe_torch_load(str(path))
+    assert not isinstance(info.value, UntrustedCheckpointError)
+
+
 def test_unreadable_checkpoint_gives_one_error_naming_the_file(tmp_path):
     for path in _unreadable(tmp_path):
         with pytest.raises(RuntimeError, match='could not be read: it is truncated, corrupt or not a torch') as info:
@@ -382,3 +508,31 @@ def test_remote_checkpoint_refused_unless_its_url_is_trusted(tmp_path, http_fold
     # the suggested opt-in, with another entry beside it (':' separates entries, not the URL's own colons)
     monkeypatch.setenv(ENV_TRUSTED, f'{tmp_path}/other.pth:{base}/trusted.pth')
     assert load_checkpoint(_Linear(), f'{base}/trusted.pth')['meta']['obj'] == 1.0
+
+
+def test_trusting_a_url_trusts_no_file_another_url_left_in_the_cache(tmp_path, http_folder, monkeypatch):
+    served, base = http_folder
+    marker = tmp_path / 'pwned'
+    for name in ('evil', 'good'):
+        (served / name).mkdir()
+    good = _Linear()
+    torch.save(dict(state_dict=_Linear().state_dict(), meta=dict(x=_Payload(marker))), served / 'evil' / 'model.pth')
+    torch.save(dict(state_dict=good.state_dict()), served / 'good' / 'model.pth')
+    monkeypatch.setenv(ENV_TRUSTED, f'{base}/good/model.pth')
+    with pytest.raises(UntrustedCheckpointError):
+        load_checkpoint(_Linear(), f'{base}/evil/model.pth')
+    # the refused download is gone, and the trusted URL with the same base name loads its own file
+    cache = tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+    assert [p.name for p in cache.rglob('*') if p.is_file()] == []
+    loaded = _Linear()
+    load_checkpoint(loaded, f'{base}/good/model.pth')
+    assert not marker.exists()
+    for k, v in good.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    assert len([p for p in cache.rglob('model.pth')]) == 1
+
+
+def test_missing_remote_checkpoint_is_reported_as_missing(http_folder):
+    _, base = http_folder
+    with pytest.raises(FileNotFoundError, match=f"'{base}/missing.pth' could not be downloaded: HTTP 404"):
+        load_checkpoint(_Linear(), f'{base}/missing.pth')

@@ -30,9 +30,10 @@ def _save(model: torch.nn.Module, cfg: Config, path, **meta) -> str:
 def test_detection_distiller_exports_a_stock_detector(tmp_path):
     cfg = Config.fromfile(osp.join(CONFIGS, 'ssim_kd', 'ssim_retinanet_tiny-w32-w16_toy.py'))
     cfg.model.teacher_ckpt = None
-    # as tools/train.py runs it: mmkd's crash-safe checkpoint hook and RNG state hook
+    # as tools/train.py runs it: mmkd's crash-safe checkpoint hook and RNG state hook, and --amp on a CPU
     cfg.default_hooks.checkpoint.type = 'SafeCheckpointHook'
     cfg.custom_hooks = [dict(type='RNGStateHook')]
+    cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
     d = build_in_scope(cfg.model, DET_MODELS)
     assert isinstance(d, DetFeatureDistiller)
     exported = export_student(_save(d, cfg, tmp_path / 'epoch_1.pth'), str(tmp_path / 'out'))
@@ -41,6 +42,7 @@ def test_detection_distiller_exports_a_stock_detector(tmp_path):
     assert out.model.type == 'RetinaNet' and 'custom_imports' not in out
     assert out.train_dataloader.dataset.type == 'CocoDataset'  # ToyShapesDataset's stock ancestor
     assert out.default_hooks.checkpoint.type == 'CheckpointHook' and out.custom_hooks == []
+    assert out.optim_wrapper.type == 'AmpOptimWrapper'  # mmkd's CPU wrapper's stock ancestor
     weights = torch.load(exported.checkpoint)['state_dict']
     assert weights.keys() == d.student.state_dict().keys()
 
@@ -131,3 +133,27 @@ def test_plain_checkpoint_is_not_exported(tmp_path):
     model = build_in_scope(model_config(cfg), DET_MODELS)
     with pytest.raises(TypeError, match='RetinaNet is not an mmkd model.*needs no export'):
         export_student(_save(model, cfg, tmp_path / 'plain.pth'), str(tmp_path / 'out'))
+
+
+def test_a_network_of_a_pair_exports_with_its_own_optimizer_and_schedule(tmp_path):
+    from mmkd.models import MultiNetworkModel
+    from ..test_models import _tiny_nets  # noqa: F401  (registers TinyNet)
+    net_b_optim = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))
+    cfg = Config(
+        dict(
+            default_scope='mmkd',
+            model=dict(
+                type='MultiNetworkModel',
+                networks=dict(net_a=dict(type='TinyNet'), net_b=dict(type='TinyNet', in_dim=2)),
+                predict_network='net_b'),
+            optim_wrapper=dict(
+                constructor='MultiNetworkOptimWrapperConstructor',
+                net_a=dict(type='CPUAmpOptimWrapper', optimizer=dict(type='SGD', lr=0.01)),
+                net_b=net_b_optim),
+            param_scheduler=dict(net_a=[dict(type='ConstantLR', factor=0.5)], net_b=[dict(type='LinearLR')])))
+    model = MultiNetworkModel(**{k: v for k, v in cfg.model.items() if k != 'type'})
+    exported = export_student(_save(model, cfg, tmp_path / 'pair.pth'), str(tmp_path / 'out'))
+    out = Config.fromfile(exported.config)
+    assert exported.network == 'net_b' and out.model.to_dict() == dict(type='TinyNet', in_dim=2)
+    assert out.optim_wrapper.to_dict() == net_b_optim
+    assert [s.to_dict() for s in out.param_scheduler] == [dict(type='LinearLR')]

@@ -21,8 +21,9 @@ class RNGStateHook(Hook):
     iteration-based loop the states are restored after mmengine has skipped the finished iterations'
     batches (which draw random augmentations again when ``num_workers=0``), before the first new batch.
 
-    The states are plain tuples, ints, a NumPy ``uint32`` array and uint8 tensors: the checkpoint
-    stays loadable with ``weights_only=True``. ``tools/train.py`` adds this hook to every run.
+    The states are plain tuples, ints, an int64 tensor (NumPy's ``uint32`` key) and uint8 tensors: the
+    checkpoint stays loadable with ``weights_only=True``, also in torch's legacy (non-zip) format.
+    ``tools/train.py`` adds this hook to every run.
     """
 
     priority = 'VERY_LOW'
@@ -32,7 +33,8 @@ class RNGStateHook(Hook):
         name, keys, pos, has_gauss, cached = np.random.get_state()
         state = dict(
             python=random.getstate(),
-            numpy=(name, torch.from_numpy(keys.copy()), pos, has_gauss, cached),
+            # int64: torch's legacy (non-zip) format cannot read back a uint32 tensor
+            numpy=(name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
             torch=torch.get_rng_state())
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state['cuda'] = torch.cuda.get_rng_state_all()
