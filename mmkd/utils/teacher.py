@@ -81,6 +81,7 @@ def load_weights_strictly(model: nn.Module, checkpoint_path: str, what: str = 'c
 
     Raises:
         FileNotFoundError: the file does not exist.
+        IsADirectoryError: the path is a folder.
         RuntimeError: the file cannot be read, or its weights do not fit the model (the message names
             the file and the first mismatching keys).
         UnsafeConfigTextError: the weights fit only through the config stored in an untrusted checkpoint,
@@ -90,6 +91,9 @@ def load_weights_strictly(model: nn.Module, checkpoint_path: str, what: str = 'c
 
     from .checkpoint import UntrustedCheckpointError
     if not re.match(r'^[a-z+]+://', checkpoint_path) and not osp.isfile(osp.expanduser(checkpoint_path)):
+        if osp.isdir(osp.expanduser(checkpoint_path)):
+            raise IsADirectoryError(f'{what} {checkpoint_path!r} is a folder: give the checkpoint file in it '
+                                    '(e.g. epoch_12.pth)')
         raise FileNotFoundError(f'{what} file {checkpoint_path!r} does not exist')
     try:
         checkpoint = _load_checkpoint(checkpoint_path, map_location='cpu')

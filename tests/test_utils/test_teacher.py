@@ -95,6 +95,11 @@ def test_missing_teacher_checkpoint(tmp_path):
         _distiller(str(tmp_path / 'missing.pth'))
 
 
+def test_folder_given_as_teacher_checkpoint(tmp_path):
+    with pytest.raises(IsADirectoryError, match='is a folder: give the checkpoint file'):
+        _distiller(str(tmp_path))
+
+
 def test_unreadable_teacher_checkpoint(tmp_path):
     bad = tmp_path / 'corrupt.pth'
     bad.write_bytes(b'not a checkpoint at all')
