@@ -10,9 +10,9 @@ from mmengine.optim import OptimWrapperDict
 from mmengine.registry import Registry
 from torch import Tensor
 
-from mmkd.registry import DET_MODELS, MODELS, SEG_MODELS, SHARED_MODELS
+from mmkd.registry import MODELS, SHARED_MODELS
 from mmkd.utils.build import build_in_scope
-from .utils import Deployable
+from .utils import Deployable, model_registry_of
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -27,10 +27,10 @@ def _network_registry(cfg: dict) -> Registry:
     with MODELS.switch_scope_and_registry(None) as registry:
         if '_scope_' in cfg or not isinstance(cfg.get('type'), str) or registry.get(cfg['type']) is not None:
             return registry
-    for candidate in (MODELS, DET_MODELS, SEG_MODELS):
-        if candidate.get(cfg['type']) is not None:
-            return candidate
-    return registry  # its build raises mmengine's error naming the type
+    try:
+        return model_registry_of(cfg, registry.scope)
+    except KeyError:
+        return registry  # its build raises mmengine's error naming the type
 
 
 class MultiNetworkTrainMixin:

@@ -15,6 +15,7 @@ continues (``--resume`` stays bit for bit). Where the cache cannot be written th
 process only. The environment variable ``MMKD_SSIM_FILTER=conv`` (or ``banded``) pins the path
 (default ``auto``), e.g. for runs that must match across different CPUs.
 """
+import functools
 import json
 import os
 import os.path as osp
@@ -150,7 +151,9 @@ def use_banded(x: Tensor, dim: int, kernel: Tensor, adjoint: bool) -> bool:
     return _CHOICES[key]
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_model() -> str:
+    """The CPU's model name, read once per process (the path choices are keyed on it on every filtering)."""
     try:
         with open('/proc/cpuinfo') as f:
             return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),

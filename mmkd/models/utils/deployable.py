@@ -3,6 +3,7 @@ from abc import ABCMeta, abstractmethod
 from typing import Optional, Tuple
 
 import torch.nn as nn
+from mmengine.registry import Registry
 
 
 class Deployable(metaclass=ABCMeta):
@@ -38,13 +39,32 @@ def _model_registries() -> dict:
     return {'mmkd': MODELS, 'mmdet': DET_MODELS, 'mmseg': SEG_MODELS}
 
 
-def find_model_class(model_cfg: dict, default_scope: Optional[str] = None) -> type:
-    """The class that ``model_cfg['type']`` names, looked up in mmkd's, mmdet's and mmseg's model registries.
+def model_registry_of(model_cfg: dict, default_scope: Optional[str] = None) -> Registry:
+    """The first of mmkd's, mmdet's and mmseg's model registries that knows ``model_cfg['type']``, the
+    ``default_scope``'s asked first.
 
     Args:
-        model_cfg: a model config with a ``type`` (a name, a scoped name such as ``'mmseg.EncoderDecoder'``,
-            or a class).
-        default_scope: the config's ``default_scope``; its registry is asked first.
+        model_cfg: a model config with a ``type`` (a name, or a scoped name such as ``'mmseg.EncoderDecoder'``).
+        default_scope: the config's ``default_scope``.
+
+    Raises:
+        KeyError: no registry knows the type.
+    """
+    kind = model_cfg.get('type') if isinstance(model_cfg, dict) else None
+    if not isinstance(kind, str):
+        raise KeyError(f'model config has no type name: {model_cfg!r:.200}')
+    registries = _model_registries()
+    order = [default_scope] if default_scope in registries else []
+    order += [scope for scope in registries if scope not in order]
+    for scope in order:
+        if registries[scope].get(kind) is not None:
+            return registries[scope]
+    raise KeyError(f'model type {kind!r} is in none of the model registries of {", ".join(order)}')
+
+
+def find_model_class(model_cfg: dict, default_scope: Optional[str] = None) -> type:
+    """The class that ``model_cfg['type']`` names (a class, or a name looked up as in
+    :func:`model_registry_of`).
 
     Raises:
         KeyError: no registry knows the type.
@@ -52,16 +72,7 @@ def find_model_class(model_cfg: dict, default_scope: Optional[str] = None) -> ty
     kind = model_cfg.get('type') if isinstance(model_cfg, dict) else None
     if isinstance(kind, type):
         return kind
-    if not isinstance(kind, str):
-        raise KeyError(f'model config has no type: {model_cfg!r:.200}')
-    registries = _model_registries()
-    order = [default_scope] if default_scope in registries else []
-    order += [scope for scope in registries if scope not in order]
-    for scope in order:
-        cls = registries[scope].get(kind)
-        if cls is not None:
-            return cls
-    raise KeyError(f'model type {kind!r} is in none of the model registries of {", ".join(order)}')
+    return model_registry_of(model_cfg, default_scope).get(kind)
 
 
 def deployable_of(model_cfg: dict, default_scope: Optional[str] = None) -> Tuple[str, dict]:
