@@ -1,5 +1,6 @@
 from .base_distiller import BaseDistiller
 from .det_feature_distiller import DetFeatureDistiller
 from .distiller_data_preprocessor import DistillerDataPreprocessor
+from .lad import LADDistiller, SoLADDistiller
 
-__all__ = ['BaseDistiller', 'DetFeatureDistiller', 'DistillerDataPreprocessor']
+__all__ = ['BaseDistiller', 'DetFeatureDistiller', 'DistillerDataPreprocessor', 'LADDistiller', 'SoLADDistiller']

@@ -1,0 +1,254 @@
+"""mmdet's PAA head with the label assignment batched over the images and GT boxes of a batch, on its device."""
+from typing import List, Sequence, Tuple
+
+import torch
+from mmdet.models.dense_heads import PAAHead
+from mmdet.models.utils import multi_apply
+from mmdet.structures.bbox import bbox_overlaps
+from mmdet.utils import InstanceList, OptInstanceList
+from torch import Tensor
+
+from mmkd.registry import DET_MODELS
+from ..task_modules import paa_positive_mask
+
+GMM_BACKENDS = ('torch', 'sklearn')
+EPS = 1e-12  # floor of the IoU weights of PAA's box loss, as mmdet's PAA head
+
+
+def flatten_head_outputs(outputs: Sequence[Tensor], channels: int) -> Tensor:
+    """Per-level head outputs [N, A_l * channels, H_l, W_l] as one [N * sum_l A_l H_l W_l, channels] tensor,
+    ordered by image, then level, then location (the order of the flattened anchors of ``get_anchors``)."""
+    num_imgs = outputs[0].size(0)
+    per_level = [out.permute(0, 2, 3, 1).reshape(num_imgs, -1, channels) for out in outputs]
+    return torch.cat(per_level, 1).reshape(-1, channels)
+
+
+@DET_MODELS.register_module()
+class BatchedPAAHead(PAAHead):
+    """mmdet's ``PAAHead`` whose label assignment runs for the whole batch at once, on the predictions' device.
+
+    A drop-in replacement: same constructor arguments, same outputs, same losses, same predictions (the forward
+    and the post-processing are mmdet's). What changes is the probabilistic re-assignment: mmdet fits one
+    scikit-learn Gaussian mixture per GT box on the host (:meth:`paa_reassign`); here the candidates' costs are
+    computed in one call for the batch and the mixtures of all GT boxes are fitted together by
+    :func:`mmkd.models.task_modules.paa_positive_mask`, which gives the same positives on the same costs and
+    never raises on degenerate ones.
+
+    Args:
+        gmm_backend: ``'torch'`` (batched, on the device) or ``'sklearn'`` (mmdet's own per-GT path, kept for
+            comparison).
+        *args, **kwargs: mmdet ``PAAHead``'s arguments (``topk``, ``score_voting``, ``covariance_type`` and
+            ``ATSSHead``'s).
+    """
+
+    def __init__(self, *args, gmm_backend: str = 'torch', **kwargs) -> None:
+        if gmm_backend not in GMM_BACKENDS:
+            raise ValueError(f'{type(self).__name__}: gmm_backend must be one of {GMM_BACKENDS}, got {gmm_backend!r}')
+        super().__init__(*args, **kwargs)
+        if gmm_backend == 'torch' and self.covariance_type != 'diag':
+            raise ValueError(f"{type(self).__name__}: gmm_backend='torch' fits PAA's 1-D mixtures, for which "
+                             f"covariance_type 'diag' is the only meaningful one; got {self.covariance_type!r} "
+                             "(use gmm_backend='sklearn' to compare other types)")
+        if gmm_backend == 'sklearn':
+            try:
+                import sklearn.mixture  # noqa: F401
+            except ImportError as e:
+                raise ImportError(f"{type(self).__name__}: gmm_backend='sklearn' needs scikit-learn "
+                                  '(pip install scikit-learn)') from e
+        self.gmm_backend = gmm_backend
+
+    # ------------------------------------------------------------------------------------------------ assignment
+    def get_label_assignment(self,
+                             cls_scores: List[Tensor],
+                             bbox_preds: List[Tensor],
+                             iou_preds: List[Tensor],
+                             batch_gt_instances: InstanceList,
+                             batch_img_metas: List[dict],
+                             batch_gt_instances_ignore: OptInstanceList = None) -> tuple:
+        """PAA's label assignment from these predictions (mmdet ``LADHead.get_label_assignment``'s contract).
+
+        Args:
+            cls_scores, bbox_preds, iou_preds: per-level outputs of the head, [N, A * C, H, W], [N, A * 4, H, W]
+                and [N, A, H, W].
+            batch_gt_instances: per image, ``bboxes`` and ``labels``.
+            batch_img_metas: per image meta information.
+            batch_gt_instances_ignore: per image ignored ``bboxes``, or None.
+
+        Returns:
+            tuple: ``labels`` [N * A] (``num_classes`` = background), ``labels_weight`` [N * A], ``bboxes_target``
+            [N * A, 4], ``bboxes_weight`` (per image [A, 4], from the MaxIoU pre-assignment, as mmdet returns it),
+            ``pos_inds_flatten`` (indices of the positives in the flattened batch), ``pos_anchors`` [num_pos, 4]
+            (None without positives) and ``num_pos`` (int).
+        """
+        featmap_sizes = [featmap.size()[-2:] for featmap in cls_scores]
+        if len(featmap_sizes) != self.prior_generator.num_levels:
+            raise ValueError(f'{type(self).__name__}: got {len(featmap_sizes)} levels of cls_scores for '
+                             f'{self.prior_generator.num_levels} anchor levels')
+        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas, device=cls_scores[0].device)
+        labels, labels_weight, bboxes_target, bboxes_weight, pos_inds, pos_gt_index = self.get_targets(
+            anchor_list, valid_flag_list, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore)
+        with torch.no_grad():
+            pos_losses_list = self.candidate_costs(anchor_list, cls_scores, bbox_preds, labels, labels_weight,
+                                                   bboxes_target, bboxes_weight, pos_inds)
+            labels, labels_weight, _, num_pos = self.reassign(pos_losses_list, labels, labels_weight, bboxes_weight,
+                                                              pos_inds, pos_gt_index, anchor_list)
+            num_pos = sum(num_pos)
+        labels = torch.cat(labels, 0).view(-1)
+        labels_weight = torch.cat(labels_weight, 0).view(-1)
+        bboxes_target = torch.cat(bboxes_target, 0).view(-1, bboxes_target[0].size(-1))
+        pos_inds_flatten = ((labels >= 0) & (labels < self.num_classes)).nonzero().reshape(-1)
+        flatten_anchors = torch.cat([torch.cat(anchors, 0) for anchors in anchor_list])
+        pos_anchors = flatten_anchors[pos_inds_flatten] if num_pos else None
+        return labels, labels_weight, bboxes_target, bboxes_weight, pos_inds_flatten, pos_anchors, num_pos
+
+    def candidate_costs(self, anchor_list: List[List[Tensor]], cls_scores: List[Tensor], bbox_preds: List[Tensor],
+                        labels: List[Tensor], labels_weight: List[Tensor], bboxes_target: List[Tensor],
+                        bboxes_weight: List[Tensor], pos_inds: List[Tensor]) -> List[Tensor]:
+        """PAA's cost (classification loss + box loss, unreduced) of every pre-assigned candidate, per image.
+
+        The same numbers as mmdet's ``get_pos_loss`` for each image, computed in one call for the batch.
+
+        Returns:
+            list[Tensor]: per image, the [num_candidates] costs in the order of ``pos_inds``.
+        """
+        num_imgs = len(pos_inds)
+        if self.gmm_backend == 'sklearn':
+            images = flatten_head_outputs(cls_scores, self.cls_out_channels).view(num_imgs, -1, self.cls_out_channels)
+            boxes = flatten_head_outputs(bbox_preds, 4).view(num_imgs, -1, 4)
+            return list(
+                multi_apply(self.get_pos_loss, anchor_list, list(images), list(boxes), labels, labels_weight,
+                            bboxes_target, bboxes_weight, pos_inds)[0])
+        num_anchors = labels[0].numel()
+        counts = [inds.numel() for inds in pos_inds]
+        flat = torch.cat([inds + i * num_anchors for i, inds in enumerate(pos_inds)])
+        if flat.numel() == 0:
+            return [cls_scores[0].new_zeros(0) for _ in range(num_imgs)]
+        scores = flatten_head_outputs(cls_scores, self.cls_out_channels)[flat]
+        deltas = flatten_head_outputs(bbox_preds, 4)[flat]
+        anchors = torch.cat([torch.cat(per_image) for per_image in anchor_list])[flat]
+        loss_cls = self.loss_cls(
+            scores, torch.cat(labels)[flat], torch.cat(labels_weight)[flat], avg_factor=1.0,
+            reduction_override='none').sum(-1)
+        loss_bbox = self.loss_bbox(
+            self.bbox_coder.decode(anchors, deltas),
+            torch.cat(bboxes_target)[flat],
+            torch.cat(bboxes_weight)[flat],
+            avg_factor=1.0,
+            reduction_override='none')
+        return list((loss_cls + loss_bbox).split(counts))
+
+    def reassign(self, pos_losses_list: List[Tensor], labels: List[Tensor], labels_weight: List[Tensor],
+                 bboxes_weight: List[Tensor], pos_inds: List[Tensor], pos_gt_index: List[Tensor],
+                 anchor_list: List[List[Tensor]]) -> Tuple[list, list, list, list]:
+        """PAA's re-assignment of the pre-assigned candidates of every image: the batched replacement of mmdet's
+        ``multi_apply(self.paa_reassign, ...)``, with the same arguments and results.
+
+        Per GT box, the ``topk`` lowest-cost candidates of each level are kept; the GT boxes' mixtures are fitted
+        together (:func:`~mmkd.models.task_modules.paa_positive_mask`); candidates that are not positive after it
+        become background (label ``num_classes``, box weight 0).
+
+        Returns:
+            tuple[list]: per image, labels [A], label weights [A], box weights [A, 4] and the number of positives.
+        """
+        if self.gmm_backend == 'sklearn':
+            return multi_apply(self.paa_reassign, pos_losses_list, labels, labels_weight, bboxes_weight, pos_inds,
+                               pos_gt_index, anchor_list)
+        num_imgs = len(labels)
+        num_anchors = labels[0].numel()
+        device = labels[0].device
+        labels = torch.stack(labels).view(-1).clone()
+        bboxes_weight = torch.stack(bboxes_weight).view(-1, bboxes_weight[0].size(-1)).clone()
+        counts = torch.tensor([inds.numel() for inds in pos_inds], device=device)
+        if int(counts.sum()) == 0:
+            return (list(labels.view(num_imgs, -1)), list(labels_weight), list(bboxes_weight.view(num_imgs, -1,
+                                                                                                  4)), [0] * num_imgs)
+        image = torch.repeat_interleave(torch.arange(num_imgs, device=device), counts)
+        anchor = torch.cat(pos_inds)
+        cost = torch.cat(pos_losses_list).detach()
+        # one row per (image, GT box) that has candidates
+        gt_keys = image * (int(torch.cat(pos_gt_index).max()) + 1) + torch.cat(pos_gt_index)
+        _, gt_row = torch.unique(gt_keys, return_inverse=True)
+        num_rows = int(gt_row.max()) + 1
+        level_ends = torch.tensor([anchors.size(0) for anchors in anchor_list[0]], device=device).cumsum(0)
+        level = torch.bucketize(anchor, level_ends, right=True)
+        num_levels = level_ends.numel()
+
+        # the topk lowest costs of every (GT box, level), then every GT box's kept costs in ascending order
+        order = _sort_by_group_then_cost(gt_row * num_levels + level, cost)
+        kept = order[_rank_in_group(gt_row[order] * num_levels + level[order], num_rows * num_levels) < self.topk]
+        kept = kept[_sort_by_group_then_cost(gt_row[kept], cost[kept])]
+        column = _rank_in_group(gt_row[kept], num_rows)
+        width = self.topk * num_levels
+        costs = cost.new_zeros(num_rows, width)
+        mask = torch.zeros(num_rows, width, dtype=torch.bool, device=device)
+        costs[gt_row[kept], column] = cost[kept]
+        mask[gt_row[kept], column] = True
+        positives, _ = paa_positive_mask(costs, mask)
+
+        is_positive = torch.zeros_like(cost, dtype=torch.bool)
+        is_positive[kept] = positives[gt_row[kept], column]
+        background = (image * num_anchors + anchor)[~is_positive]
+        labels[background] = self.num_classes
+        bboxes_weight[background] = 0
+        num_pos = torch.bincount(image[is_positive], minlength=num_imgs).tolist()
+        return (list(labels.view(num_imgs, -1)), [weight.clone() for weight in labels_weight],
+                list(bboxes_weight.view(num_imgs, -1, bboxes_weight.size(-1))), num_pos)
+
+    # ------------------------------------------------------------------------------------------------ losses
+    def loss_by_feat(self,
+                     cls_scores: List[Tensor],
+                     bbox_preds: List[Tensor],
+                     iou_preds: List[Tensor],
+                     batch_gt_instances: InstanceList,
+                     batch_img_metas: List[dict],
+                     batch_gt_instances_ignore: OptInstanceList = None) -> dict:
+        """PAA's losses with the head's own label assignment (mmdet ``PAAHead.loss_by_feat``)."""
+        assignment = self.get_label_assignment(cls_scores, bbox_preds, iou_preds, batch_gt_instances, batch_img_metas,
+                                               batch_gt_instances_ignore)
+        return self.losses_from_assignment(
+            cls_scores, bbox_preds, iou_preds, assignment, len(batch_img_metas), iou_weighted_bbox=True)
+
+    def losses_from_assignment(self, cls_scores: List[Tensor], bbox_preds: List[Tensor], iou_preds: List[Tensor],
+                               assignment: tuple, num_imgs: int, iou_weighted_bbox: bool) -> dict:
+        """Classification, box and IoU losses of these predictions for a given label assignment.
+
+        Args:
+            cls_scores, bbox_preds, iou_preds: per-level head outputs.
+            assignment: the tuple of :meth:`get_label_assignment` (own or a teacher's).
+            num_imgs: images in the batch (the classification loss averages over at least that many positives).
+            iou_weighted_bbox: weight every positive's box loss by its IoU with its target and average over the
+                IoU sum (PAA); otherwise a plain average over the positives (mmdet's LAD head).
+
+        Returns:
+            dict: ``loss_cls``, ``loss_bbox``, ``loss_iou``.
+        """
+        labels, labels_weight, bboxes_target, _, pos_inds_flatten, pos_anchors, num_pos = assignment
+        cls_scores = flatten_head_outputs(cls_scores, self.cls_out_channels)
+        bbox_preds = flatten_head_outputs(bbox_preds, 4)
+        iou_preds = flatten_head_outputs(iou_preds, 1)
+        loss_cls = self.loss_cls(cls_scores, labels, labels_weight, avg_factor=max(num_pos, num_imgs))
+        if not num_pos:
+            return dict(loss_cls=loss_cls, loss_bbox=bbox_preds.sum() * 0, loss_iou=iou_preds.sum() * 0)
+        pos_bbox_pred = self.bbox_coder.decode(pos_anchors, bbox_preds[pos_inds_flatten])
+        pos_bbox_target = bboxes_target[pos_inds_flatten]
+        iou_target = bbox_overlaps(pos_bbox_pred.detach(), pos_bbox_target, is_aligned=True)
+        loss_iou = self.loss_centerness(iou_preds[pos_inds_flatten], iou_target.unsqueeze(-1), avg_factor=num_pos)
+        if iou_weighted_bbox:
+            loss_bbox = self.loss_bbox(
+                pos_bbox_pred, pos_bbox_target, iou_target.clamp(min=EPS), avg_factor=iou_target.sum())
+        else:
+            loss_bbox = self.loss_bbox(pos_bbox_pred, pos_bbox_target, avg_factor=num_pos)
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_iou=loss_iou)
+
+
+def _sort_by_group_then_cost(group: Tensor, cost: Tensor) -> Tensor:
+    """The permutation that orders candidates by group, then by ascending cost (ties keep their order)."""
+    by_cost = torch.sort(cost, stable=True).indices
+    return by_cost[torch.sort(group[by_cost], stable=True).indices]
+
+
+def _rank_in_group(sorted_group: Tensor, num_groups: int) -> Tensor:
+    """0, 1, 2, ... within each run of equal values of the sorted ``sorted_group``."""
+    sizes = torch.bincount(sorted_group, minlength=num_groups)
+    starts = sizes.cumsum(0) - sizes
+    return torch.arange(sorted_group.numel(), device=sorted_group.device) - starts[sorted_group]
