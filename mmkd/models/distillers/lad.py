@@ -174,8 +174,9 @@ class LADDistiller(BaseDistiller):
 class SoLADDistiller(LADDistiller):
     """SoLAD: LAD plus the soft-label loss of Eq. (1) (focal-KL, gamma 0.5 by default), Nguyen et al., WACV 2022.
 
-    The same arguments as :class:`LADDistiller`; only the default ``soft_label_loss`` differs (the paper's best
-    gamma 0.5, which it trains with a 3000-iteration learning-rate warm-up: set it in ``param_scheduler``).
+    The same arguments as :class:`LADDistiller`; only the default ``soft_label_loss`` differs: gamma 0.5, the
+    paper's best soft-label setting (Table 2; alone, it needed a 3000-iteration learning-rate warm-up, which is a
+    ``param_scheduler`` setting of the config).
     """
 
     def __init__(self,
