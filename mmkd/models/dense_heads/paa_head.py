@@ -23,6 +23,25 @@ def flatten_head_outputs(outputs: Sequence[Tensor], channels: int) -> Tensor:
     return torch.cat(per_level, 1).reshape(-1, channels)
 
 
+def gather_head_outputs(outputs: Sequence[Tensor], channels: int, image: Tensor, anchor: Tensor) -> Tensor:
+    """The rows ``flatten_head_outputs(outputs, channels)[image * A + anchor]`` ([n, channels]) for images
+    ``image`` [n] and anchor indices ``anchor`` [n] (within an image), read from the per-level outputs without
+    flattening them (cheaper when n is small: PAA's candidates are a few per GT box)."""
+    rows = outputs[0].new_empty(anchor.numel(), channels)
+    start = 0
+    for out in outputs:
+        num_imgs, out_channels, height, width = out.shape
+        per_location = out_channels // channels
+        end = start + height * width * per_location
+        in_level = (anchor >= start) & (anchor < end)
+        local = anchor[in_level] - start
+        # flatten_head_outputs orders a level's anchors by location, then by anchor at that location
+        by_anchor = out.reshape(num_imgs, per_location, channels, height * width)
+        rows[in_level] = by_anchor[image[in_level], local % per_location, :, local // per_location]
+        start = end
+    return rows
+
+
 @DET_MODELS.register_module()
 class BatchedPAAHead(PAAHead):
     """mmdet's ``PAAHead`` whose label assignment runs for the whole batch at once, on the predictions' device.
@@ -123,9 +142,12 @@ class BatchedPAAHead(PAAHead):
         flat = torch.cat([inds + i * num_anchors for i, inds in enumerate(pos_inds)])
         if flat.numel() == 0:
             return [cls_scores[0].new_zeros(0) for _ in range(num_imgs)]
-        scores = flatten_head_outputs(cls_scores, self.cls_out_channels)[flat]
-        deltas = flatten_head_outputs(bbox_preds, 4)[flat]
-        anchors = torch.cat([torch.cat(per_image) for per_image in anchor_list])[flat]
+        image = torch.repeat_interleave(
+            torch.arange(num_imgs, device=flat.device), torch.tensor(counts, device=flat.device))
+        anchor = torch.cat(pos_inds)
+        scores = gather_head_outputs(cls_scores, self.cls_out_channels, image, anchor)
+        deltas = gather_head_outputs(bbox_preds, 4, image, anchor)
+        anchors = torch.cat(anchor_list[0])[anchor]
         loss_cls = self.loss_cls(
             scores, torch.cat(labels)[flat], torch.cat(labels_weight)[flat], avg_factor=1.0,
             reduction_override='none').sum(-1)
@@ -165,18 +187,23 @@ class BatchedPAAHead(PAAHead):
         image = torch.repeat_interleave(torch.arange(num_imgs, device=device), counts)
         anchor = torch.cat(pos_inds)
         cost = torch.cat(pos_losses_list).detach()
-        # one row per (image, GT box) that has candidates
-        gt_keys = image * (int(torch.cat(pos_gt_index).max()) + 1) + torch.cat(pos_gt_index)
-        _, gt_row = torch.unique(gt_keys, return_inverse=True)
-        num_rows = int(gt_row.max()) + 1
+        # one row per (image, GT box) slot; slots of GT boxes without candidates stay empty and are not fitted
+        gt_index = torch.cat(pos_gt_index)
+        num_rows = num_imgs * (int(gt_index.max()) + 1)
+        gt_row = image * (num_rows // num_imgs) + gt_index
         level_ends = torch.tensor([anchors.size(0) for anchors in anchor_list[0]], device=device).cumsum(0)
         level = torch.bucketize(anchor, level_ends, right=True)
         num_levels = level_ends.numel()
 
-        # the topk lowest costs of every (GT box, level), then every GT box's kept costs in ascending order
-        order = _sort_by_group_then_cost(gt_row * num_levels + level, cost)
-        kept = order[_rank_in_group(gt_row[order] * num_levels + level[order], num_rows * num_levels) < self.topk]
-        kept = kept[_sort_by_group_then_cost(gt_row[kept], cost[kept])]
+        # the topk lowest costs of every (GT box, level), then every GT box's kept costs in ascending order; ties
+        # in cost keep the candidates' order (a stable rank), and sorting on group * n + rank orders both at once
+        num_candidates = cost.numel()
+        cost_rank = torch.empty_like(anchor)
+        cost_rank[torch.sort(cost, stable=True).indices] = torch.arange(num_candidates, device=device)
+        group = gt_row * num_levels + level
+        order = torch.sort(group * num_candidates + cost_rank).indices
+        kept = order[_rank_in_group(group[order], num_rows * num_levels) < self.topk]
+        kept = kept[torch.sort(gt_row[kept] * num_candidates + cost_rank[kept]).indices]
         column = _rank_in_group(gt_row[kept], num_rows)
         width = self.topk * num_levels
         costs = cost.new_zeros(num_rows, width)
@@ -239,12 +266,6 @@ class BatchedPAAHead(PAAHead):
         else:
             loss_bbox = self.loss_bbox(pos_bbox_pred, pos_bbox_target, avg_factor=num_pos)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_iou=loss_iou)
-
-
-def _sort_by_group_then_cost(group: Tensor, cost: Tensor) -> Tensor:
-    """The permutation that orders candidates by group, then by ascending cost (ties keep their order)."""
-    by_cost = torch.sort(cost, stable=True).indices
-    return by_cost[torch.sort(group[by_cost], stable=True).indices]
 
 
 def _rank_in_group(sorted_group: Tensor, num_groups: int) -> Tensor:

@@ -113,17 +113,21 @@ def fit_two_gaussians(costs: Tensor,
                 weights[rows], means[rows], variances[rows], n_iter[rows], converged[rows],
                 torch.ones_like(rows, dtype=torch.bool), bound[rows]
             ]
-            xs, x2s, ms, counts = x[rows], x2[rows], m[rows].unsqueeze(-1), count[rows]
+            xs, x2s, ms = x[rows].unsqueeze(-1), x2[rows].unsqueeze(-1), m[rows]
+            sample_weights, masks = ms / count[rows].unsqueeze(1), ms.unsqueeze(-1)
         w, mu, var, its, conv, active, prev_bound = state
-        # E-step with the current parameters
-        log_prob = _weighted_log_prob(xs, x2s, w, mu, var)
-        log_norm = torch.logsumexp(log_prob, dim=-1)
-        new_bound = (log_norm * ms.squeeze(-1)).sum(1) / counts
-        resp = (log_prob - log_norm.unsqueeze(-1)).exp() * ms
+        # E-step with the current parameters: log(w N(x | mu, var)) = const + lin x + quad x^2 per component
+        prec = 1.0 / var
+        lin = mu * prec
+        const = w.log() + 0.5 * prec.log() - 0.5 * (_LOG_2PI + mu * lin)
+        log_prob = torch.addcmul(torch.addcmul(const.unsqueeze(1), lin.unsqueeze(1), xs), -0.5 * prec.unsqueeze(1), x2s)
+        log_norm = torch.logaddexp(log_prob[..., 0], log_prob[..., 1])
+        new_bound = (log_norm * sample_weights).sum(1)
+        resp = (log_prob - log_norm.unsqueeze(-1)).exp_().mul_(masks)
         # M-step
         nk = resp.sum(1) + _NK_EPS
-        new_mu = (resp * xs.unsqueeze(-1)).sum(1) / nk
-        new_var = (resp * (xs.unsqueeze(-1) - new_mu.unsqueeze(1)).square()).sum(1) / nk + reg_covar
+        new_mu = torch.bmm(xs.transpose(1, 2), resp).squeeze(1) / nk
+        new_var = (resp * (xs - new_mu.unsqueeze(1)).square_()).sum(1) / nk + reg_covar
         keep = active.unsqueeze(1)
         done = active & ((new_bound - prev_bound).abs() < tol)
         state = [

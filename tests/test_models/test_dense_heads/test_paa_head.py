@@ -218,3 +218,16 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="covariance_type 'diag'"):
         build('BatchedPAAHead', covariance_type='full')
     build('BatchedPAAHead', covariance_type='full', gmm_backend='sklearn')
+
+
+def test_gather_head_outputs_reads_the_flattened_rows():
+    from mmkd.models.dense_heads import flatten_head_outputs
+    from mmkd.models.dense_heads.paa_head import gather_head_outputs
+    g = torch.Generator().manual_seed(0)
+    outputs = [torch.randn(3, 3 * 5, h, w, generator=g) for h, w in ((8, 10), (4, 5), (2, 3))]  # 3 anchors x 5
+    flat = flatten_head_outputs(outputs, 5)
+    num_anchors = flat.shape[0] // 3
+    image = torch.randint(0, 3, (50, ), generator=g)
+    anchor = torch.randint(0, num_anchors, (50, ), generator=g)
+    torch.testing.assert_close(
+        gather_head_outputs(outputs, 5, image, anchor), flat[image * num_anchors + anchor], rtol=0, atol=0)
