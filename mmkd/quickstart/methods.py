@@ -14,6 +14,10 @@ from .stages import Method, Stage, register_method
 TOY_TEACHER = 'configs/toy/retinanet_tiny-w32_toy.py'
 TOY_STUDENT = 'configs/toy/retinanet_tiny-w16_toy.py'
 SSIM_STUDENT = 'configs/ssim_kd/ssim_retinanet_tiny-w32-w16_toy.py'
+PAA_TEACHER = 'configs/toy/paa_tiny-w32_toy.py'
+PAA_STUDENT = 'configs/toy/paa_tiny-w16_toy.py'
+LAD_STUDENT = 'configs/lad/lad_paa-tiny-w32_paa-tiny-w16_toy.py'
+SOLAD_STUDENT = 'configs/lad/solad_paa-tiny-w32_paa-tiny-w16_toy.py'
 COCO_BBOX_METRICS = (('AP', 'coco/bbox_mAP'), ('AP50', 'coco/bbox_mAP_50'), ('AP75', 'coco/bbox_mAP_75'),
                      ('AP_S', 'coco/bbox_mAP_s'), ('AP_M', 'coco/bbox_mAP_m'), ('AP_L', 'coco/bbox_mAP_l'))
 
@@ -51,4 +55,17 @@ register_method(
         ),
         compare=('baseline', 'ssim'),
         work_dir='work_dirs/quickstart',
+        **TOY_DETECTION))
+
+register_method(
+    Method(
+        name='lad',
+        summary='Label assignment distillation (LAD, SoLAD), PAA w32 -> w16 on the toy shapes',
+        stages=(
+            Stage('teacher', 'teacher', PAA_TEACHER, per_seed=False),
+            Stage('baseline', 'baseline student', PAA_STUDENT),
+            Stage('lad', 'LAD student', LAD_STUDENT, teacher='teacher', tag='LAD'),
+            Stage('solad', 'SoLAD student', SOLAD_STUDENT, teacher='teacher', tag='SoLAD'),
+        ),
+        compare=('baseline', 'lad'),
         **TOY_DETECTION))

@@ -165,7 +165,7 @@ def config_hash(cfg: Config, upstream: Sequence[str] = ()) -> str:
 def stage_config(path: str, work_dir: str, seed: int, epochs: Optional[int] = None) -> Config:
     """Read ``path`` and set it up as a quickstart stage: its folder and seed, a checkpoint of the final model
     only, no validation during training (the final model is tested once), and ``epochs`` epochs if given (the
-    epoch-based schedulers end there and their milestones scale with it, as fractions of 12 epochs)."""
+    epoch-based schedulers end there and their milestones keep their fraction of the config's own epochs)."""
     cfg = Config.fromfile(path)
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed, deterministic=False)
@@ -176,12 +176,13 @@ def stage_config(path: str, work_dir: str, seed: int, epochs: Optional[int] = No
         cfg[loader].persistent_workers = False
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     if epochs is not None:
+        config_epochs = cfg.train_cfg.max_epochs
         cfg.train_cfg.max_epochs = epochs
         for scheduler in cfg.param_scheduler:
             if scheduler.get('by_epoch', True):
                 scheduler.end = epochs
                 if 'milestones' in scheduler:
-                    scheduler.milestones = [max(1, round(m * epochs / 12)) for m in scheduler.milestones]
+                    scheduler.milestones = [max(1, round(m * epochs / config_epochs)) for m in scheduler.milestones]
     return cfg
 
 

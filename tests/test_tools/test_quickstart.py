@@ -52,15 +52,24 @@ class FakeRunner:
         return {key: ap for _, key in METHODS['ssim'].metrics}
 
 
-@pytest.fixture
-def fake(monkeypatch, tmp_path):
-    """The real ssim method with its data step replaced (no images generated) and a fake Runner."""
+def use_fakes(monkeypatch, tmp_path, name):
+    """The real method ``name`` with its data step replaced (no images generated) and a fake Runner."""
     FakeRunner.trained, FakeRunner.fail, FakeRunner.metrics = [], False, None
     data_root = str(tmp_path / 'data') + '/'
-    ssim = dataclasses.replace(METHODS['ssim'], prepare_data=lambda args: data_root)
-    monkeypatch.setitem(METHODS, 'ssim', ssim)
+    method = dataclasses.replace(METHODS[name], prepare_data=lambda args: data_root)
+    monkeypatch.setitem(METHODS, name, method)
     monkeypatch.setattr(stages_module, 'Runner', FakeRunner)
     return tmp_path
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    return use_fakes(monkeypatch, tmp_path, 'ssim')
+
+
+@pytest.fixture
+def fake_lad(monkeypatch, tmp_path):
+    return use_fakes(monkeypatch, tmp_path, 'lad')
 
 
 def run(work_dir, *argv):
@@ -157,7 +166,8 @@ def test_missing_metrics(fake):
 def test_list_and_default():
     stream = io.StringIO()
     assert main(ROOT, ['--list'], stream=stream) is None
-    assert stream.getvalue().split()[0] == 'ssim'
+    names = [line.split()[0] for line in stream.getvalue().splitlines()]
+    assert {'lad', 'ssim'} <= set(names) and names == sorted(names)
     args = parse_args([])
     assert args.method == 'ssim' and args.work_dir == 'work_dirs/quickstart' and args.seeds == [0]
     # the CLI is a thin wrapper: --list works from a shell, in a few seconds, without training anything
@@ -167,11 +177,12 @@ def test_list_and_default():
                           text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith('ssim ') and 'SSIM' in proc.stdout
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert 'LAD' in lines['lad'] and 'SSIM' in lines['ssim'], proc.stdout
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['lad_not_yet'], "unknown method 'lad_not_yet'; the methods are: ssim"),
+    (['colad_not_yet'], "unknown method 'colad_not_yet'; the methods are: lad, ssim"),
     (['--seeds', 'one'], "invalid int value: 'one'"),
     (['--no-such-option'], 'unrecognized arguments: --no-such-option'),
 ])
@@ -207,3 +218,83 @@ def test_records_of_stages_without_teacher_keep_their_earlier_digest():
     earlier = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=repr).encode()).hexdigest()[:16]
     assert stages_module.config_hash(cfg) == earlier
     assert stages_module.config_hash(cfg, ['0123456789abcdef']) != earlier
+
+
+def test_lad_method_trains_teacher_baseline_lad_solad(fake_lad):
+    work = fake_lad / 'work'
+    results, out = run(work, 'lad', '--seeds', '0', '1')
+    assert trained_folders() == [
+        'baseline_seed0', 'baseline_seed1', 'lad_seed0', 'lad_seed1', 'solad_seed0', 'solad_seed1', 'teacher'
+    ]
+    assert '[1/7] teacher: configs/toy/paa_tiny-w32_toy.py' in out
+    assert '[3/7] LAD student, seed 0: configs/lad/lad_paa-tiny-w32_paa-tiny-w16_toy.py' in out
+    assert '[7/7] SoLAD student, seed 1: configs/lad/solad_paa-tiny-w32_paa-tiny-w16_toy.py' in out
+    teacher_ckpt = str(work / 'teacher' / 'epoch_10.pth')
+    by_folder = {osp.basename(cfg.work_dir): cfg for cfg in FakeRunner.trained}
+    assert by_folder['teacher'].model.type == 'PAA' and by_folder['teacher'].model.backbone.base_channels == 32
+    for seed in (0, 1):
+        baseline = by_folder[f'baseline_seed{seed}']
+        assert baseline.model.type == 'PAA' and baseline.model.bbox_head.type == 'PAAHead'
+        for key, distiller in (('lad', 'LADDistiller'), ('solad', 'SoLADDistiller')):
+            cfg = by_folder[f'{key}_seed{seed}']
+            # the quickstart's own teacher replaces the config's default path and checkpoint
+            assert cfg.model.type == distiller and cfg.model.teacher_ckpt == teacher_ckpt
+            assert cfg.model.teacher_cfg == by_folder['teacher'].model.to_dict()
+            # the distilled students differ from the baseline by the distillation only: same model, same schedule
+            assert cfg.model.student.to_dict() == baseline.model.to_dict()
+            for part in ('train_cfg', 'param_scheduler', 'optim_wrapper', 'train_dataloader', 'randomness'):
+                assert cfg[part] == baseline[part], (key, part)
+    assert [r['stage'] for r in results['runs']] == ['teacher'] + ['baseline', 'lad', 'solad'] * 2
+    assert results['ap_gain_per_seed'] == [5.0, 5.0]
+    assert 'LAD student - baseline student, AP per seed: +5.0, +5.0' in out
+    table = open(work / 'results.md').read()
+    for name in ('baseline student', 'LAD student', 'SoLAD student'):
+        assert f'| {name} | mean ± std (2) |' in table
+    assert parse_args(['lad']).work_dir == 'work_dirs/quickstart_lad'
+
+
+def test_lad_toy_configs():
+    """The toy PAA has mmdet's PAA head and assignment settings on the toy sizes; the LAD configs run alone with
+    tools/train.py from the toy teacher's default work dir, the SoLAD one adds the soft-label losses only."""
+    paa = Config.fromfile(osp.join(ROOT, 'configs/toy/paa_tiny-w16_toy.py')).model
+    head = paa.bbox_head
+    assert (head.type, head.num_classes, head.topk, head.score_voting, head.reg_decoded_bbox) == \
+        ('PAAHead', 5, 9, True, True)
+    assert head.loss_bbox.type == 'GIoULoss' and head.anchor_generator.ratios == [1.0]
+    assert head.anchor_generator.scales_per_octave == 1
+    assigner = paa.train_cfg.assigner
+    assert (assigner.pos_iou_thr, assigner.neg_iou_thr, assigner.min_pos_iou) == (0.1, 0.1, 0)
+    teacher = Config.fromfile(osp.join(ROOT, 'configs/toy/paa_tiny-w32_toy.py')).model
+    assert teacher.backbone.base_channels == 32 and teacher.neck.in_channels == [32, 64, 128, 256]
+    assert {k: v for k, v in teacher.items() if k not in ('backbone', 'neck')} == \
+        {k: v for k, v in paa.items() if k not in ('backbone', 'neck')}
+
+    lad = Config.fromfile(osp.join(ROOT, 'configs/lad/lad_paa-tiny-w32_paa-tiny-w16_toy.py')).model
+    solad = Config.fromfile(osp.join(ROOT, 'configs/lad/solad_paa-tiny-w32_paa-tiny-w16_toy.py')).model
+    assert lad.student == paa and solad.student == paa
+    assert lad.teacher_cfg == solad.teacher_cfg == osp.join(ROOT, 'configs/lad/../toy/paa_tiny-w32_toy.py')
+    assert lad.teacher_ckpt == solad.teacher_ckpt == 'work_dirs/paa_tiny-w32_toy/epoch_10.pth'
+    assert 'soft_label_loss' not in lad and 'box_distill_loss' not in lad
+    assert (lad.type, solad.type) == ('LADDistiller', 'SoLADDistiller')
+    # the losses of configs/lad/solad_paa-r101_paa-r50_fpn_1x_coco.py
+    distill = dict(
+        soft_label_loss=dict(type='SoftLabelKLLoss', gamma=0.5, loss_weight=1.0),
+        box_distill_loss=dict(type='GIoULoss', loss_weight=1.3),
+        distill_iou_thr=0.5)
+    assert {k: solad.pop(k) for k in distill} == distill
+    assert dict(solad, type=None) == dict(lad, type=None)
+
+
+@pytest.mark.parametrize('config, epochs, milestones', [
+    ('configs/toy/retinanet_tiny-w16_toy.py', 6, [4, 6]),
+    ('configs/toy/paa_tiny-w16_toy.py', 10, [7, 9]),
+    ('configs/toy/paa_tiny-w16_toy.py', 12, [8, 11]),
+    ('configs/toy/paa_tiny-w16_toy.py', 20, [14, 18]),
+])
+def test_epochs_scale_the_lr_steps_of_the_config(config, epochs, milestones, tmp_path):
+    """--epochs moves the lr steps to the same fractions of the new length as in the config's own schedule
+    (the toy PAA trains 10 epochs, stepping after 7 and 9; the toy RetinaNet 12, stepping after 8 and 11)."""
+    cfg = stages_module.stage_config(osp.join(ROOT, config), str(tmp_path), seed=0, epochs=epochs)
+    assert cfg.train_cfg.max_epochs == epochs
+    step = [s for s in cfg.param_scheduler if s.type == 'MultiStepLR'][0]
+    assert step.milestones == milestones and step.end == epochs
