@@ -67,5 +67,5 @@ register_method(
             Stage('lad', 'LAD student', LAD_STUDENT, teacher='teacher', tag='LAD'),
             Stage('solad', 'SoLAD student', SOLAD_STUDENT, teacher='teacher', tag='SoLAD'),
         ),
-        compare=('baseline', 'lad'),
+        compare=('baseline', 'lad', 'solad'),
         **TOY_DETECTION))

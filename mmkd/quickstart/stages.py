@@ -63,8 +63,9 @@ class Method:
         metric_note: what the numbers are, for the table's caption.
         prepare_data: ``f(args) -> data_root``: makes the data available (``args``: the parsed CLI arguments).
         use_data: ``f(cfg, data_root)``: points a stage's config at ``data_root``.
-        compare: (baseline key, method key): the per-seed gain of the second over the first on the headline
-            metric is printed and saved.
+        compare: (baseline key, method key, ...): the per-seed gain of each method stage over the baseline on
+            the headline metric is printed and saved (``<metric>_gain_per_seed`` for the first method,
+            ``<metric>_gains_per_seed`` for all of them).
         missing_metrics_are_zero: a test that returns none of the metrics scores 0 (mmdet's CocoMetric returns
             nothing when the model detects nothing); otherwise missing metrics are an error.
         work_dir: the default ``--work-dir`` (default: ``work_dirs/quickstart_<name>``).
@@ -77,7 +78,7 @@ class Method:
     prepare_data: Callable[[argparse.Namespace], str]
     use_data: Callable[[Config, str], None]
     metric_scale: float = 1.0
-    compare: Optional[Tuple[str, str]] = None
+    compare: Optional[Tuple[str, ...]] = None
     missing_metrics_are_zero: bool = False
     work_dir: Optional[str] = None
 
@@ -95,6 +96,9 @@ class Method:
                                  f'{stage.teacher!r} runs per seed: which seed\'s teacher is meant?')
             earlier[stage.key] = stage
         if self.compare is not None:
+            if len(self.compare) < 2:
+                raise ValueError(f'quickstart method {self.name!r}: compare needs a baseline and at least one '
+                                 f'method stage, got {self.compare!r}')
             for key in self.compare:
                 if key not in earlier or not earlier[key].per_seed:
                     raise ValueError(f'quickstart method {self.name!r}: compare names {key!r}, which is not a '
@@ -306,13 +310,18 @@ class Quickstart:
         self.say(f'\nResults ({method.metric_note}, {seconds / 60:.1f} min in all):\n\n{table}\n')
         results = dict(method=method.name, runs=records, summary=summary, seconds=round(seconds, 1))
         if method.compare:
-            base, better = method.compare
+            base, *betters = method.compare
             headline = method.metrics[0][0]
             by_seed = {(r['stage'], r['seed']): r['metrics'][headline] for r in records}
-            gains = [round(by_seed[(better, s)] - by_seed[(base, s)], 1) for s in seeds]
             names = {s.key: s.name for s in method.stages}
-            self.say(f'{names[better]} - {names[base]}, {headline} per seed: ' + ', '.join(f'{g:+.1f}' for g in gains))
-            results[f'{headline.lower()}_gain_per_seed'] = gains
+            all_gains = {}
+            for better in betters:
+                gains = [round(by_seed[(better, s)] - by_seed[(base, s)], 1) for s in seeds]
+                self.say(f'{names[better]} - {names[base]}, {headline} per seed: ' +
+                         ', '.join(f'{g:+.1f}' for g in gains))
+                all_gains[better] = gains
+            results[f'{headline.lower()}_gain_per_seed'] = all_gains[betters[0]]
+            results[f'{headline.lower()}_gains_per_seed'] = all_gains
         with open(osp.join(self.work_dir, 'results.md'), 'w') as f:
             f.write(f'{method.metric_note}; {seconds / 60:.1f} min in all.\n\n{table}\n')
         with open(osp.join(self.work_dir, 'results.json'), 'w') as f:

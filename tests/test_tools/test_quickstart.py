@@ -201,6 +201,8 @@ def test_method_definitions_are_checked():
         Method('x', stages=(Stage('a', 'a', 'a.py'), Stage('a', 'b', 'b.py')), **common)
     with pytest.raises(ValueError, match="compare names 'c'"):
         Method('x', stages=(Stage('a', 'a', 'a.py'), ), compare=('a', 'c'), **common)
+    with pytest.raises(ValueError, match='compare needs a baseline and at least one method stage'):
+        Method('x', stages=(Stage('a', 'a', 'a.py'), ), compare=('a', ), **common)
     with pytest.raises(ValueError, match="runs once but its teacher 'a' runs per seed"):
         Method('x', stages=(Stage('a', 'a', 'a.py'), Stage('b', 'b', 'b.py', per_seed=False, teacher='a')), **common)
 
@@ -246,7 +248,9 @@ def test_lad_method_trains_teacher_baseline_lad_solad(fake_lad):
                 assert cfg[part] == baseline[part], (key, part)
     assert [r['stage'] for r in results['runs']] == ['teacher'] + ['baseline', 'lad', 'solad'] * 2
     assert results['ap_gain_per_seed'] == [5.0, 5.0]
+    assert results['ap_gains_per_seed'] == {'lad': [5.0, 5.0], 'solad': [5.0, 5.0]}
     assert 'LAD student - baseline student, AP per seed: +5.0, +5.0' in out
+    assert 'SoLAD student - baseline student, AP per seed: +5.0, +5.0' in out
     table = open(work / 'results.md').read()
     for name in ('baseline student', 'LAD student', 'SoLAD student'):
         assert f'| {name} | mean ± std (2) |' in table
