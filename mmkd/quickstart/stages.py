@@ -317,8 +317,8 @@ class Quickstart:
             all_gains = {}
             for better in betters:
                 gains = [round(by_seed[(better, s)] - by_seed[(base, s)], 1) for s in seeds]
-                self.say(f'{names[better]} - {names[base]}, {headline} per seed: ' +
-                         ', '.join(f'{g:+.1f}' for g in gains))
+                self.say(f'{names[better]} - {names[base]}, {headline} per seed: ' + ', '.join(f'{g:+.1f}'
+                                                                                               for g in gains))
                 all_gains[better] = gains
             results[f'{headline.lower()}_gain_per_seed'] = all_gains[betters[0]]
             results[f'{headline.lower()}_gains_per_seed'] = all_gains
