@@ -103,6 +103,13 @@ class BatchedPAAHead(PAAHead):
         if len(featmap_sizes) != self.prior_generator.num_levels:
             raise ValueError(f'{type(self).__name__}: got {len(featmap_sizes)} levels of cls_scores for '
                              f'{self.prior_generator.num_levels} anchor levels')
+        # a label outside the classes drops its anchors from pos_inds but not from pos_gt_index: mmdet then fails
+        # on mismatched tensor sizes, far from the cause (one check for the batch: one device sync)
+        labels_ok = [((gt.labels >= 0) & (gt.labels < self.num_classes)).all() for gt in batch_gt_instances]
+        if labels_ok and not bool(torch.stack(labels_ok).all()):
+            i = [bool(ok) for ok in labels_ok].index(False)
+            raise ValueError(f'{type(self).__name__}: batch_gt_instances[{i}].labels must be in [0, '
+                             f'{self.num_classes}), got {batch_gt_instances[i].labels.tolist()}')
         anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas, device=cls_scores[0].device)
         labels, labels_weight, bboxes_target, bboxes_weight, pos_inds, pos_gt_index = self.get_targets(
             anchor_list, valid_flag_list, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore)

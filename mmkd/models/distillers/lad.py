@@ -14,10 +14,20 @@ from torch import Tensor
 from mmkd.registry import DET_MODELS
 from mmkd.utils.build import ConfigType, build_in_scope, model_config
 from ..dense_heads import BatchedLADHead, flatten_head_outputs
+from ..utils import deployable_of
 from .base_distiller import BaseDistiller
 
 PAA_HEAD_TYPES = ('PAAHead', 'LADHead', 'BatchedPAAHead', 'BatchedLADHead')
 ASSIGNERS = ('teacher', 'student')
+
+
+def head_type_name(head: Optional[dict]) -> Optional[str]:
+    """The class name of a head config's ``type``: a registry name, scoped ('mmdet.PAAHead') or not, or the class
+    itself (mmengine's pure-Python configs); None without a head."""
+    if head is None:
+        return None
+    head_type = head.get('type', '')
+    return head_type.__name__ if isinstance(head_type, type) else str(head_type).split('.')[-1]
 
 
 def with_lad_head(model_cfg: dict, what: str, gmm_backend: str) -> ConfigDict:
@@ -25,8 +35,7 @@ def with_lad_head(model_cfg: dict, what: str, gmm_backend: str) -> ConfigDict:
     weights): the distiller needs its ``get_label_assignment`` and its loss on a given assignment."""
     model_cfg = ConfigDict(copy.deepcopy(dict(model_cfg)))
     head = model_cfg.get('bbox_head')
-    head_type = None if head is None else str(head.get('type', '')).split('.')[-1]
-    if head_type not in PAA_HEAD_TYPES:
+    if head_type_name(head) not in PAA_HEAD_TYPES:
         raise ValueError(f'LAD needs PAA-style detectors: the {what} model.bbox_head.type must be one of '
                          f'{PAA_HEAD_TYPES}, got {None if head is None else head.get("type")!r}')
     if head.get('gmm_backend', gmm_backend) != gmm_backend:
@@ -54,12 +63,14 @@ class LADDistiller(BaseDistiller):
     Both models are ordinary mmdet PAA detector configs (mmdet's ``PAAHead`` or ``LADHead``, or mmkd's batched
     heads): their heads are built as :class:`~mmkd.models.dense_heads.BatchedLADHead`, which has the same
     parameters, so a stock PAA checkpoint loads into the teacher and the exported student is a stock PAA. The
-    assignment follows the student's ``train_cfg`` for both (as mmdet's ``LAD``): it defines the student's labels.
+    assignment follows the student's ``train_cfg`` and ``topk`` for both (mmdet's ``LAD`` uses the student's
+    ``train_cfg`` too): they define the student's labels.
     The teacher runs once per iteration, under ``no_grad``.
 
     Args:
         student: mmdet PAA detector config of the student.
-        teacher_cfg: the teacher's config (path, ``mmdet::`` path, Config or dict).
+        teacher_cfg: the teacher's config (path, ``mmdet::`` path, Config or dict); the config of an mmkd run
+            (an earlier LAD) gives the network that run deploys.
         teacher_ckpt: the teacher's checkpoint (path or URL).
         assign_by: ``'teacher'`` (LAD / SoLAD) or ``'student'`` (soft-label distillation alone).
         soft_label_loss: loss on (student logits, teacher logits) per anchor, e.g.
@@ -88,15 +99,35 @@ class LADDistiller(BaseDistiller):
         if not 0 <= distill_iou_thr < 1:
             raise ValueError(f'{name}: distill_iou_thr must be in [0, 1), got {distill_iou_thr}')
         student_cfg = with_lad_head(student, 'student', gmm_backend)
-        teacher_model = with_lad_head(model_config(teacher_cfg, 'teacher config'), 'teacher', gmm_backend)
+        teacher_model = model_config(teacher_cfg, 'teacher config')
+        if 'bbox_head' not in teacher_model:
+            # the config of an mmkd run (e.g. an earlier LAD, with its checkpoint): the network that run deploys
+            try:
+                teacher_model = deployable_of(teacher_model)[1]
+            except (KeyError, TypeError):  # not an mmkd model: with_lad_head names the missing head
+                pass
+        teacher_model = with_lad_head(teacher_model, 'teacher', gmm_backend)
         if student_cfg.get('train_cfg') is not None:
             teacher_model.train_cfg = copy.deepcopy(student_cfg.train_cfg)
         super().__init__(student_cfg, teacher_model, teacher_ckpt, DET_MODELS, init_cfg)
+        self.teacher.bbox_head.topk = self.student.bbox_head.topk  # the student's labelling rule, as train_cfg
         self._check_heads_match()
         self.assign_by = assign_by
         self.soft_label_loss = None if soft_label_loss is None else build_in_scope(soft_label_loss, DET_MODELS)
         self.box_distill_loss = None if box_distill_loss is None else build_in_scope(box_distill_loss, DET_MODELS)
         self.distill_iou_thr = distill_iou_thr
+
+    @classmethod
+    def deployable(cls, model_cfg: dict) -> Tuple[str, dict]:
+        """The student, its head as mmdet's ``PAAHead`` where the config names an mmkd batched head: same weights
+        and same predictions, so that the exported student loads in stock mmdet."""
+        prefix, student = super().deployable(model_cfg)
+        head = student.get('bbox_head') if isinstance(student, dict) else None
+        if head_type_name(head) in ('BatchedPAAHead', 'BatchedLADHead'):
+            student = copy.deepcopy(student)
+            student['bbox_head'] = {key: value for key, value in head.items() if key != 'gmm_backend'}
+            student['bbox_head']['type'] = 'PAAHead'
+        return prefix, student
 
     def _check_heads_match(self) -> None:
         s, t = self.student.bbox_head, self.teacher.bbox_head
@@ -106,6 +137,13 @@ class LADDistiller(BaseDistiller):
             if s_val != t_val:
                 raise ValueError(f'{type(self).__name__}: student and teacher heads must predict on the same '
                                  f'anchors, but their {what} differ: student {s_val}, teacher {t_val}')
+        # the teacher's assignment hands its own anchors to the student's box loss (pos_anchors), and the teacher's
+        # box deltas are decoded on the student's anchors: anchor sizes must match too, not only their layout
+        for level, (s_val, t_val) in enumerate(zip(s.prior_generator.base_anchors, t.prior_generator.base_anchors)):
+            if s_val.shape != t_val.shape or not torch.allclose(s_val, t_val):
+                raise ValueError(f'{type(self).__name__}: student and teacher heads must predict on the same '
+                                 'anchors, but their anchor_generator gives different base anchors at level '
+                                 f'{level}: student {s_val.tolist()}, teacher {t_val.tolist()}')
 
     @property
     def teacher_head(self) -> BatchedLADHead:
@@ -119,6 +157,7 @@ class LADDistiller(BaseDistiller):
         batch_gt_instances, batch_gt_instances_ignore, batch_img_metas = unpack_gt_instances(data_samples)
         with torch.no_grad():
             t_outs = self.teacher_head(self.teacher.extract_feat(self.teacher_inputs(inputs)))
+            self._check_teacher_finite(t_outs)
         s_outs = self.student_head(self.student.extract_feat(inputs))
         # the assigning network's head computes the costs, as in mmdet's LAD
         head, outs = (self.teacher_head, t_outs) if self.assign_by == 'teacher' else (self.student_head, s_outs)
@@ -132,6 +171,16 @@ class LADDistiller(BaseDistiller):
             losses['loss_distill_bbox'] = self._box_distill_loss(s_outs[1], t_outs[1], inputs.device,
                                                                  batch_gt_instances, batch_img_metas)
         return losses
+
+    def _check_teacher_finite(self, t_outs: tuple) -> None:
+        """Raise on NaN / inf teacher scores or box deltas (a diverged or corrupt teacher checkpoint): the
+        assignment treats non-finite costs as padding, so every GT box would silently lose its positives while
+        the student's losses stay finite (mmdet's per-GT sklearn fit raises on them)."""
+        finite = torch.stack([torch.stack([torch.isfinite(out).all() for out in outs]).all() for outs in t_outs[:2]])
+        for what, ok in zip(('classification scores', 'box deltas'), finite.tolist()):
+            if not ok:
+                raise FloatingPointError(f'{type(self).__name__}: the teacher\'s {what} are not finite (NaN or inf) '
+                                         'on this batch: check teacher_ckpt (a diverged or corrupt teacher)')
 
     def _soft_label_loss(self, s_scores: List[Tensor], t_scores: List[Tensor], assignment: tuple,
                          num_imgs: int) -> Tensor:

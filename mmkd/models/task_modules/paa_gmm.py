@@ -43,11 +43,21 @@ def _weighted_log_prob(x: Tensor, x2: Tensor, weights: Tensor, means: Tensor, va
 
 
 def _as_float64(costs: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """Costs and their squares (squared in the costs' dtype) in float64, 0 where padded or not finite; the mask."""
+    """Costs and their squares in float64, 0 where padded or not finite; the mask.
+
+    float32 costs are squared in float32, as scikit-learn squares mmdet's float32 costs, except where that square
+    overflows (costs above ~1.8e19, from a diverging network); every other dtype is squared in float64, as
+    scikit-learn converts float16 input to float64 (a float16 square overflows from a cost of 256 on).
+    """
     costs = costs.detach()
     valid = mask.bool() & torch.isfinite(costs)
     costs = torch.where(valid, costs, torch.zeros_like(costs))
-    return costs.to(torch.float64), costs.square().to(torch.float64), valid
+    x = costs.to(torch.float64)
+    x2 = x.square()
+    if costs.dtype == torch.float32:
+        x2_float32 = costs.square()
+        x2 = torch.where(torch.isfinite(x2_float32), x2_float32.to(torch.float64), x2)
+    return x, x2, valid
 
 
 def fit_two_gaussians(costs: Tensor,

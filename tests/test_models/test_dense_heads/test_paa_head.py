@@ -231,3 +231,14 @@ def test_gather_head_outputs_reads_the_flattened_rows():
     anchor = torch.randint(0, num_anchors, (50, ), generator=g)
     torch.testing.assert_close(
         gather_head_outputs(outputs, 5, image, anchor), flat[image * num_anchors + anchor], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('label', [-1, 10])
+def test_gt_label_outside_the_classes_is_named(label):
+    """A GT label outside [0, num_classes) (mmdet fails later on mismatched tensor sizes) is refused with an error
+    that names the image and its labels."""
+    _, ours = head_pair('LADHead', 'BatchedLADHead', num_classes=10)
+    feats, gts, metas = random_batch(11, num_gts=(3, 4), num_classes=10)
+    gts[1].labels[2] = label
+    with pytest.raises(ValueError, match=rf'batch_gt_instances\[1\]\.labels must be in \[0, 10\), got .*{label}'):
+        assign(ours, ours(feats), gts, metas)

@@ -8,7 +8,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
-from mmkd.models.dense_heads import BatchedPAAHead, flatten_head_outputs
+from mmkd.models.dense_heads import BatchedLADHead, BatchedPAAHead, flatten_head_outputs
 from mmkd.models.distillers import LADDistiller, SoLADDistiller
 from mmkd.models.losses import SoftLabelKLLoss
 from mmkd.utils.build import build_in_scope
@@ -263,3 +263,101 @@ def test_bfloat16_autocast(mmdet_lad_and_ckpt):
         assert torch.isfinite(value), key
     assert losses['loss_soft_cls'].dtype == torch.float32
     sum(losses.values()).backward()
+
+
+def test_teacher_with_other_anchor_sizes_is_refused():
+    """Same strides and anchors per location but anchors of half the size: the teacher's assignment would hand its
+    anchors (``pos_anchors``) to the student's box loss, training the student's deltas for the wrong anchors."""
+    smaller = paa(16)
+    smaller['bbox_head']['anchor_generator']['octave_base_scale'] = 4
+    message = r'different base anchors at level 0: student \[\[-32.0, -32.0, 32.0, 32.0\]\], teacher \[\[-16.0, '
+    with pytest.raises(ValueError, match=message):
+        LADDistiller(student=paa(8), teacher_cfg=smaller)
+    # another box coder is fine: each network decodes its own deltas
+    other_coder = paa(16)
+    other_coder['bbox_head']['bbox_coder']['target_stds'] = [1.0] * 4
+    LADDistiller(student=paa(8), teacher_cfg=other_coder)
+
+
+def test_head_type_given_as_a_class():
+    """mmengine's pure-Python configs give ``type`` as the class itself: a PAA head class is accepted like its
+    registry name, and another class is refused with the same message."""
+    from mmdet.models.dense_heads import LADHead, PAAHead, RetinaHead
+    student, teacher = paa(8), paa(16)
+    student['bbox_head']['type'], teacher['bbox_head']['type'] = PAAHead, LADHead
+    model = LADDistiller(student=student, teacher_cfg=teacher)
+    assert isinstance(model.student_head, BatchedLADHead) and isinstance(model.teacher_head, BatchedLADHead)
+    student['bbox_head']['type'] = RetinaHead
+    with pytest.raises(ValueError, match=r'student model.bbox_head.type must be one of .*RetinaHead'):
+        LADDistiller(student=student, teacher_cfg=teacher)
+
+
+def test_export_of_a_batched_head_student_is_stock_paa(tmp_path):
+    """A student configured with mmkd's BatchedPAAHead (the drop-in) exports as mmdet's PAAHead: the exported
+    config names no mmkd type, and stock mmdet builds it and predicts what the distiller's student predicts."""
+    from mmengine.config import Config
+
+    from mmkd.utils.export import export_student
+    model_cfg = dict(type='LADDistiller', student=paa(8, 'BatchedPAAHead'), teacher_cfg=paa(16))
+    torch.manual_seed(0)
+    model = LADDistiller(**{k: v for k, v in model_cfg.items() if k != 'type'}).eval()
+    Config(dict(model=model_cfg, default_scope='mmdet')).dump(str(tmp_path / 'lad.py'))
+    torch.save(dict(state_dict=model.state_dict(), meta={}), tmp_path / 'epoch_1.pth')
+    exported = export_student(str(tmp_path / 'epoch_1.pth'), str(tmp_path / 'out'), config=str(tmp_path / 'lad.py'))
+    assert exported.mmkd_types == []
+    student_cfg = Config.fromfile(exported.config).model
+    assert student_cfg.bbox_head.type == 'PAAHead' and 'gmm_backend' not in student_cfg.bbox_head
+    stock = build_in_scope(student_cfg, MODELS).eval()
+    assert type(stock.bbox_head).__module__.startswith('mmdet.')
+    stock.load_state_dict(torch.load(exported.checkpoint, map_location='cpu')['state_dict'], strict=True)
+    inputs, samples = batch(6, num_imgs=1, num_gts=(1, ))
+    samples[0].set_metainfo(dict(scale_factor=(1.0, 1.0), ori_shape=(192, 256)))
+    with torch.no_grad():
+        expected = model.predict(inputs, copy.deepcopy(samples))[0].pred_instances
+        got = stock.predict(inputs, copy.deepcopy(samples))[0].pred_instances
+    assert len(got) > 0
+    torch.testing.assert_close(got.bboxes, expected.bboxes, rtol=0, atol=0)
+    torch.testing.assert_close(got.scores, expected.scores, rtol=0, atol=0)
+
+
+def test_teacher_from_an_earlier_lad_run(tmp_path):
+    """The config and checkpoint of an earlier LAD run as teacher: the teacher is that run's student (the network
+    the run deploys), with the ``student.`` weights of its checkpoint."""
+    from mmengine.config import Config
+    earlier_cfg = dict(type='LADDistiller', student=paa(16), teacher_cfg=paa(16))
+    torch.manual_seed(1)
+    earlier = LADDistiller(**{k: v for k, v in earlier_cfg.items() if k != 'type'})
+    ckpt = tmp_path / 'epoch_1.pth'
+    meta = dict(cfg=Config(dict(model=earlier_cfg, default_scope='mmdet')).pretty_text)
+    torch.save(dict(state_dict=earlier.state_dict(), meta=meta), ckpt)
+    config = tmp_path / 'lad_run.py'
+    Config(dict(model=earlier_cfg, default_scope='mmdet')).dump(str(config))
+    for teacher_cfg in (str(config), earlier_cfg):
+        model = LADDistiller(student=paa(8), teacher_cfg=teacher_cfg, teacher_ckpt=str(ckpt))
+        expected = earlier.student.state_dict()
+        got = model.teacher.state_dict()
+        assert set(got) == set(expected)
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize('layer,value,what', [('atss_cls', float('nan'), 'classification scores'),
+                                              ('atss_reg', float('inf'), 'box deltas')])
+def test_non_finite_teacher_is_refused(layer, value, what):
+    """A diverged teacher (NaN / inf outputs) used to give every GT box no positive while the student's losses
+    stayed finite (loss_bbox 0: the student silently learnt background); mmdet's sklearn fit raises on it."""
+    torch.manual_seed(0)
+    model = SoLADDistiller(student=paa(8), teacher_cfg=paa(16))
+    model.train()
+    with torch.no_grad():
+        getattr(model.teacher.bbox_head, layer).weight.fill_(value)
+    with pytest.raises(FloatingPointError, match=f"teacher's {what} are not finite"):
+        model.loss(*batch(0))
+
+
+def test_the_students_topk_rules_the_assignment(mmdet_lad_and_ckpt):
+    _, ckpt = mmdet_lad_and_ckpt
+    student = paa(8)
+    student['bbox_head']['topk'] = 4
+    model = LADDistiller(student=student, teacher_cfg=paa(16), teacher_ckpt=ckpt)
+    assert model.teacher.bbox_head.topk == 4

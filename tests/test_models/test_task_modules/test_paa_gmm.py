@@ -132,3 +132,24 @@ def test_max_iter_and_dtypes():
     assert half.shape == costs.shape
     with pytest.raises(ValueError, match=r'costs .*\(20, 45\).* mask .*\(20, 44\)'):
         fit_two_gaussians(costs, mask[:, :-1])
+
+
+def test_large_costs_are_fitted_in_any_dtype():
+    """Costs whose square overflows the costs' dtype (float16 from 256 on, float32 from ~1.8e19 on: a diverging
+    network) are fitted as their float64 values, as scikit-learn fits mmdet's float16 costs; they used to make
+    the whole fit NaN and leave the GT box without positives."""
+    rng = np.random.default_rng(3)
+    low, high = np.sort(rng.normal(300.0, 4.0, 6)), np.sort(rng.normal(420.0, 10.0, 10))
+    row = np.concatenate([low, high]).astype(np.float16).astype(np.float64)
+    mask = torch.ones(1, len(row), dtype=torch.bool)
+    expected, gmm = sklearn_positives(row)
+    assert 1 <= expected.sum() < len(row)
+    half, fit = paa_positive_mask(torch.from_numpy(row).half().unsqueeze(0), mask)
+    assert half[0].tolist() == expected.tolist()
+    np.testing.assert_allclose(fit.means[0].numpy(), gmm.means_[:, 0], rtol=1e-5)
+    # float32 costs of 1e20 and more: the same split as the same costs scaled down to ordinary values
+    scaled = torch.from_numpy(row).float().unsqueeze(0)
+    for scale in (1e18, 1e30):
+        huge, fit = paa_positive_mask(scaled * scale, mask)
+        assert huge[0].tolist() == expected.tolist(), scale
+        assert torch.isfinite(fit.means).all() and fit.converged.all()
