@@ -64,24 +64,29 @@ def test_test_tool_evaluates(trained, toy_root):
     assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
 
 
-def test_export_student_loads_in_stock_mmdet_without_mmkd(trained, toy_root):
-    out = trained / 'export'
-    _run([PYTHON, osp.join(TOOLS, 'export_student.py'), str(trained / 'full' / 'epoch_2.pth'), str(out)], trained)
+def predict_without_mmkd(export_dir, image, cwd):
+    """Runs mmdet's DetInferencer on an exported student in a process where mmkd cannot be imported."""
     script = textwrap.dedent(f'''
         import sys, torch
         from mmdet.apis import DetInferencer
-        inferencer = DetInferencer(model={str(out / 'student_config.py')!r}, weights={str(out / 'student.pth')!r},
-                                   device='cpu')
-        result = inferencer({toy_root + '/val/000000.png'!r}, no_save_vis=True)
+        inferencer = DetInferencer(model={str(export_dir / 'student_config.py')!r},
+                                   weights={str(export_dir / 'student.pth')!r}, device='cpu')
+        result = inferencer({image!r}, no_save_vis=True)
         assert 'mmkd' not in sys.modules, 'mmkd was imported'
         print('PREDICTIONS', len(result['predictions'][0]['bboxes']))
     ''')
     proc = subprocess.run([PYTHON, '-c', script],
-                          cwd=str(trained),
+                          cwd=str(cwd),
                           capture_output=True,
                           text=True,
                           env=dict(tool_env(), PYTHONPATH=''))
     assert proc.returncode == 0 and 'PREDICTIONS' in proc.stdout, proc.stderr[-3000:]
+
+
+def test_export_student_loads_in_stock_mmdet_without_mmkd(trained, toy_root):
+    out = trained / 'export'
+    _run([PYTHON, osp.join(TOOLS, 'export_student.py'), str(trained / 'full' / 'epoch_2.pth'), str(out)], trained)
+    predict_without_mmkd(out, toy_root + '/val/000000.png', trained)
     exported = torch.load(out / 'student.pth')['state_dict']
     trained_sd = torch.load(trained / 'full' / 'epoch_2.pth', weights_only=False)['state_dict']
     for k, v in exported.items():
