@@ -59,7 +59,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -67,6 +66,7 @@ import warnings
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
+from bench_utils import cpu_model, sync
 from mmdet.models.utils import levels_to_images, multi_apply
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -77,6 +77,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
 import mmkd  # noqa: F401  (registers mmkd's heads and distillers)
+from mmkd.models.dense_heads import flatten_head_outputs
 from mmkd.models.distillers import LADDistiller
 
 STRIDES = (8, 16, 32, 64, 128)
@@ -115,11 +116,6 @@ DATA_PREPROCESSOR = dict(
     pad_size_divisor=32)
 
 
-def _sync(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
 def level_sizes(height: int, width: int) -> List[tuple]:
     """FPN output sizes of ResNet + FPN (P3-P7) for a padded input of ``height`` x ``width``."""
     sizes = [(math.ceil(height / 8), math.ceil(width / 8))]
@@ -154,7 +150,7 @@ def build_head(head_type: str, **overrides) -> torch.nn.Module:
 
 def _flatten(outputs: Sequence[torch.Tensor], channels: int) -> torch.Tensor:
     """Per-level [N, channels, H, W] as [N, sum H W, channels] (anchor order of ``get_anchors``)."""
-    return torch.cat([o.permute(0, 2, 3, 1).reshape(o.size(0), -1, channels) for o in outputs], 1)
+    return flatten_head_outputs(outputs, channels).view(outputs[0].size(0), -1, channels)
 
 
 def _unflatten(flat: torch.Tensor, like: Sequence[torch.Tensor]) -> List[torch.Tensor]:
@@ -214,10 +210,10 @@ def time_round_robin(fns: Dict[str, Callable], device: str, warmup: int, repeat:
     for round_ in range(warmup + repeat):
         start_at = round_ % len(names)
         for name in names[start_at:] + names[:start_at]:
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             fns[name]()
-            _sync(device)
+            sync(device)
             if round_ >= warmup:
                 times[name].append(1000 * (time.perf_counter() - start))
     return times
@@ -498,17 +494,6 @@ def bench_training(args, device: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- report
-def cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _ms(times: Dict[str, float], key: str) -> str:
     return f'{times[key]:.1f}' if key in times else 'n/a'
 

@@ -27,7 +27,6 @@ buffers go back to the system and the peak follows the live tensors.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import time
 from contextlib import contextmanager
 
 import torch
+from bench_utils import cpu_model, sync
 
 LEVELS = ((100, 168), (50, 84), (25, 42), (13, 21))
 CHANNELS = 256
@@ -131,11 +131,6 @@ def check_timed_values(pairs) -> dict:
         return {impl: abs(loss_fn(impl)(pairs).item() - reference) for impl in IMPLS}
 
 
-def _sync(device):
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
 def time_round_robin(batch: int, device: str, warmup: int, repeat: int) -> dict:
     """Milliseconds of one forward + backward per implementation: {impl: [repeat times]}."""
     pairs = make_inputs(batch, device)
@@ -145,10 +140,10 @@ def time_round_robin(batch: int, device: str, warmup: int, repeat: int) -> dict:
     for round_ in range(warmup + repeat):
         start_at = round_ % len(IMPLS)
         for impl in IMPLS[start_at:] + IMPLS[:start_at]:
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             fns[impl](pairs).backward()
-            _sync(device)
+            sync(device)
             if round_ >= warmup:
                 times[impl].append(1000 * (time.perf_counter() - start))
             for s in students:
@@ -206,17 +201,6 @@ def cpu_peak_mib(impl: str, batch: int, threads: int) -> float:
     if out.returncode != 0:
         raise RuntimeError(f'memory measurement of {impl} (batch {batch}) failed:\n{out.stderr[-2000:]}')
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main():

@@ -1,32 +1,11 @@
-# A small PAA detector for CPU experiments on the toy data: the backbone and FPN of retinanet_tiny.py (ResNet-18
-# layout with `base_channels` wide stages) and mmdet's PAA head settings (configs/paa/paa_r50_fpn_1x_coco.py).
-base_channels = 16
+# A small PAA detector for CPU experiments on the toy data: the data preprocessor, backbone and FPN of
+# retinanet_tiny.py (ResNet-18 layout with `base_channels` wide stages) and mmdet's PAA head settings
+# (configs/paa/paa_r50_fpn_1x_coco.py).
+_base_ = ['./retinanet_tiny.py']
 model = dict(
     type='PAA',
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
-    backbone=dict(
-        type='ResNet',
-        depth=18,
-        base_channels=base_channels,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=-1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=False,
-        style='pytorch'),
-    neck=dict(
-        type='FPN',
-        in_channels=[base_channels, base_channels * 2, base_channels * 4, base_channels * 8],
-        out_channels=64,
-        start_level=1,
-        add_extra_convs='on_input',
-        num_outs=5),
     bbox_head=dict(
+        _delete_=True,
         type='PAAHead',
         reg_decoded_bbox=True,
         score_voting=True,
@@ -48,10 +27,12 @@ model = dict(
         loss_bbox=dict(type='GIoULoss', loss_weight=1.3),
         loss_centerness=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=0.5)),
     train_cfg=dict(
+        _delete_=True,
         # PAA's candidates: every anchor with IoU > 0.1 to a GT, before the per-GT GMM split
         assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.1, neg_iou_thr=0.1, min_pos_iou=0, ignore_iof_thr=-1),
         allowed_border=-1,
         pos_weight=-1,
         debug=False),
     test_cfg=dict(
+        _delete_=True,
         nms_pre=1000, min_bbox_size=0, score_thr=0.05, nms=dict(type='nms', iou_threshold=0.6), max_per_img=100))

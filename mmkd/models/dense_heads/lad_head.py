@@ -1,9 +1,8 @@
 """mmdet's LAD head (a PAA head trained on a given label assignment) on the batched PAA assignment."""
-from typing import List, Optional
+from typing import List
 
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.structures import SampleList
-from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
 from mmkd.registry import DET_MODELS
@@ -19,6 +18,8 @@ class BatchedLADHead(BatchedPAAHead):
     Without an assignment, ``loss_by_feat`` assigns from the head's own predictions.
     """
 
+    iou_weighted_bbox = False
+
     def loss(self, x: List[Tensor], label_assignment_results: tuple, batch_data_samples: SampleList) -> dict:
         """Losses of the head on features ``x`` (per level [N, C, H, W]) for a given label assignment."""
         batch_gt_instances, batch_gt_instances_ignore, batch_img_metas = unpack_gt_instances(batch_data_samples)
@@ -28,19 +29,3 @@ class BatchedLADHead(BatchedPAAHead):
             batch_img_metas,
             batch_gt_instances_ignore=batch_gt_instances_ignore,
             label_assignment_results=label_assignment_results)
-
-    def loss_by_feat(self,
-                     cls_scores: List[Tensor],
-                     bbox_preds: List[Tensor],
-                     iou_preds: List[Tensor],
-                     batch_gt_instances: InstanceList,
-                     batch_img_metas: List[dict],
-                     batch_gt_instances_ignore: OptInstanceList = None,
-                     label_assignment_results: Optional[tuple] = None) -> dict:
-        """``loss_cls``, ``loss_bbox`` and ``loss_iou`` for ``label_assignment_results`` (see
-        :meth:`get_label_assignment`)."""
-        if label_assignment_results is None:
-            label_assignment_results = self.get_label_assignment(cls_scores, bbox_preds, iou_preds, batch_gt_instances,
-                                                                 batch_img_metas, batch_gt_instances_ignore)
-        return self.losses_from_assignment(
-            cls_scores, bbox_preds, iou_preds, label_assignment_results, len(batch_img_metas), iou_weighted_bbox=False)

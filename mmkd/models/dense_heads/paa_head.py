@@ -1,5 +1,5 @@
 """mmdet's PAA head with the label assignment batched over the images and GT boxes of a batch, on its device."""
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.models.dense_heads import PAAHead
@@ -59,6 +59,8 @@ class BatchedPAAHead(PAAHead):
         *args, **kwargs: mmdet ``PAAHead``'s arguments (``topk``, ``score_voting``, ``covariance_type`` and
             ``ATSSHead``'s).
     """
+
+    iou_weighted_bbox = True  # PAA weights each positive's box loss by its IoU (see losses_from_assignment)
 
     def __init__(self, *args, gmm_backend: str = 'torch', **kwargs) -> None:
         if gmm_backend not in GMM_BACKENDS:
@@ -235,12 +237,15 @@ class BatchedPAAHead(PAAHead):
                      iou_preds: List[Tensor],
                      batch_gt_instances: InstanceList,
                      batch_img_metas: List[dict],
-                     batch_gt_instances_ignore: OptInstanceList = None) -> dict:
-        """PAA's losses with the head's own label assignment (mmdet ``PAAHead.loss_by_feat``)."""
-        assignment = self.get_label_assignment(cls_scores, bbox_preds, iou_preds, batch_gt_instances, batch_img_metas,
-                                               batch_gt_instances_ignore)
-        return self.losses_from_assignment(
-            cls_scores, bbox_preds, iou_preds, assignment, len(batch_img_metas), iou_weighted_bbox=True)
+                     batch_gt_instances_ignore: OptInstanceList = None,
+                     label_assignment_results: Optional[tuple] = None) -> dict:
+        """``loss_cls``, ``loss_bbox`` and ``loss_iou`` for ``label_assignment_results`` (see
+        :meth:`get_label_assignment`), by default the head's own assignment (mmdet ``PAAHead.loss_by_feat``)."""
+        if label_assignment_results is None:
+            label_assignment_results = self.get_label_assignment(cls_scores, bbox_preds, iou_preds, batch_gt_instances,
+                                                                 batch_img_metas, batch_gt_instances_ignore)
+        return self.losses_from_assignment(cls_scores, bbox_preds, iou_preds, label_assignment_results,
+                                           len(batch_img_metas), self.iou_weighted_bbox)
 
     def losses_from_assignment(self, cls_scores: List[Tensor], bbox_preds: List[Tensor], iou_preds: List[Tensor],
                                assignment: tuple, num_imgs: int, iou_weighted_bbox: bool) -> dict:

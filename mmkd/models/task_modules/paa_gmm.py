@@ -109,23 +109,25 @@ def fit_two_gaussians(costs: Tensor,
     # smaller tensors (the converged rows' parameters are written back first), so late iterations stay cheap.
     bound = torch.full_like(count, -float('inf'))  # each row's lower bound at its previous iteration
     rows = torch.nonzero(count >= 2).squeeze(1)
-    state, num_active = None, 0
+    packed, num_active, active = False, 0, None
+
+    def write_back():
+        weights[rows], means[rows], variances[rows] = w, mu, var
+        n_iter[rows], converged[rows], bound[rows] = its, conv, prev_bound
+
     for _ in range(max_iter):
-        if state is None or num_active <= rows.numel() // 2:
-            if state is not None:
-                weights[rows], means[rows], variances[rows], n_iter[rows], converged[rows] = state[:5]
-                bound[rows] = state[6]
-                rows = rows[state[5]]
-            if rows.numel() == 0:
-                state = None
+        if not packed or num_active <= rows.numel() // 2:
+            if packed:
+                write_back()
+                rows = rows[active]
+            packed = rows.numel() > 0
+            if not packed:
                 break
-            state = [
-                weights[rows], means[rows], variances[rows], n_iter[rows], converged[rows],
-                torch.ones_like(rows, dtype=torch.bool), bound[rows]
-            ]
+            w, mu, var, its, conv, prev_bound = (weights[rows], means[rows], variances[rows], n_iter[rows],
+                                                 converged[rows], bound[rows])
+            active = torch.ones_like(rows, dtype=torch.bool)
             xs, x2s, ms = x[rows].unsqueeze(-1), x2[rows].unsqueeze(-1), m[rows]
             sample_weights, masks = ms / count[rows].unsqueeze(1), ms.unsqueeze(-1)
-        w, mu, var, its, conv, active, prev_bound = state
         # E-step with the current parameters: log(w N(x | mu, var)) = const + lin x + quad x^2 per component
         prec = 1.0 / var
         lin = mu * prec
@@ -134,21 +136,21 @@ def fit_two_gaussians(costs: Tensor,
         log_norm = torch.logaddexp(log_prob[..., 0], log_prob[..., 1])
         new_bound = (log_norm * sample_weights).sum(1)
         resp = (log_prob - log_norm.unsqueeze(-1)).exp_().mul_(masks)
-        # M-step
+        # M-step; a converged row keeps its parameters
         nk = resp.sum(1) + _NK_EPS
         new_mu = torch.bmm(xs.transpose(1, 2), resp).squeeze(1) / nk
         new_var = (resp * (xs - new_mu.unsqueeze(1)).square_()).sum(1) / nk + reg_covar
         keep = active.unsqueeze(1)
+        w = torch.where(keep, nk / nk.sum(1, keepdim=True), w)
+        mu = torch.where(keep, new_mu, mu)
+        var = torch.where(keep, new_var, var)
         done = active & ((new_bound - prev_bound).abs() < tol)
-        state = [
-            torch.where(keep, nk / nk.sum(1, keepdim=True), w),
-            torch.where(keep, new_mu, mu),
-            torch.where(keep, new_var, var), its + active.long(), conv | done, active & ~done,
-            torch.where(active, new_bound, prev_bound)
-        ]
-        num_active = int(state[5].sum())
-    if state is not None:
-        weights[rows], means[rows], variances[rows], n_iter[rows], converged[rows] = state[:5]
+        its, conv = its + active.long(), conv | done
+        prev_bound = torch.where(active, new_bound, prev_bound)
+        active = active & ~done
+        num_active = int(active.sum())
+    if packed:
+        write_back()
     return TwoGaussians(weights, means, variances, n_iter, converged)
 
 

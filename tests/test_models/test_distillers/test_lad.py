@@ -4,11 +4,12 @@ import warnings
 
 import pytest
 import torch
+from mmdet.models.dense_heads import PAAHead
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
-from mmkd.models.dense_heads import BatchedLADHead, BatchedPAAHead, flatten_head_outputs
+from mmkd.models.dense_heads import BatchedLADHead, flatten_head_outputs
 from mmkd.models.distillers import LADDistiller, SoLADDistiller
 from mmkd.models.losses import SoftLabelKLLoss
 from mmkd.utils.build import build_in_scope
@@ -173,7 +174,7 @@ def test_soft_label_and_box_distillation_formulas(mmdet_lad_and_ckpt):
         t_outs = ours.teacher.bbox_head(ours.teacher.extract_feat(inputs))
         gts = [s.gt_instances for s in samples]
         metas = [s.metainfo for s in samples]
-        own = BatchedPAAHead.loss_by_feat(ours.student.bbox_head, *s_outs, gts, metas)
+        own = PAAHead.loss_by_feat(ours.student.bbox_head, *s_outs, gts, metas)  # mmdet's PAA losses
         assignment = ours.student.bbox_head.get_label_assignment(*s_outs, gts, metas)
     for key in ('loss_cls', 'loss_bbox', 'loss_iou'):
         torch.testing.assert_close(losses[key], own[key], rtol=1e-5, atol=1e-7, msg=key)
