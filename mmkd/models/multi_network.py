@@ -1,6 +1,6 @@
 """Models made of several trainable networks, each updated by its own optimizer wrapper (a CoLAD pair of
 detectors, a student and its discriminator)."""
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
 
@@ -102,17 +102,45 @@ class MultiNetworkTrainMixin:
         Returns:
             dict[str, Tensor]: the parsed losses (their sum as ``'loss'``), keys prefixed ``f'{name}.'``.
         """
-        if not isinstance(optim_wrapper, OptimWrapperDict) or name not in optim_wrapper:
-            raise KeyError(f'{type(self).__name__} updates network {name!r} with its own optimizer: the config '
-                           "needs optim_wrapper=dict(constructor='MultiNetworkOptimWrapperConstructor', "
-                           f'{name}=dict(optimizer=...), ...) with one entry per network of '
-                           f'{list(self.trainable_networks)}')
+        self._check_wrapper(name, optim_wrapper)
         wrapper = optim_wrapper[name]
         with wrapper.optim_context(getattr(self, name)), self._only_trainable(name):
             losses = compute_losses()
         loss, log_vars = self.parse_losses(losses)
         wrapper.update_params(loss)
         return {f'{name}.{key}': value for key, value in log_vars.items()}
+
+    def update_networks_together(self, names: Sequence[str], optim_wrapper: OptimWrapperDict,
+                                 compute_losses: Callable[[], Dict[str, Dict[str, Tensor]]]) -> Dict[str, Tensor]:
+        """One update of each network of ``names`` on losses computed in one pass, for networks whose losses need
+        each other's outputs (CoLAD's pair: the network with the better costs labels both).
+
+        ``compute_losses()`` runs inside every wrapper's ``optim_context`` and returns ``{name: losses}``; each
+        network's losses must depend on its own parameters only (what one network hands to another is detached):
+        the networks are then updated one after the other, each by its own wrapper.
+
+        Returns:
+            dict[str, Tensor]: every network's parsed losses, keys prefixed ``f'{name}.'``.
+        """
+        for name in names:
+            self._check_wrapper(name, optim_wrapper)
+        with ExitStack() as stack:
+            for name in names:
+                stack.enter_context(optim_wrapper[name].optim_context(getattr(self, name)))
+            losses = compute_losses()
+        log_vars = {}
+        for name in names:
+            loss, network_log_vars = self.parse_losses(losses[name])
+            optim_wrapper[name].update_params(loss)
+            log_vars.update({f'{name}.{key}': value for key, value in network_log_vars.items()})
+        return log_vars
+
+    def _check_wrapper(self, name: str, optim_wrapper: OptimWrapperDict) -> None:
+        if not isinstance(optim_wrapper, OptimWrapperDict) or name not in optim_wrapper:
+            raise KeyError(f'{type(self).__name__} updates network {name!r} with its own optimizer: the config '
+                           "needs optim_wrapper=dict(constructor='MultiNetworkOptimWrapperConstructor', "
+                           f'{name}=dict(optimizer=...), ...) with one entry per network of '
+                           f'{list(self.trainable_networks)}')
 
     @contextmanager
     def _only_trainable(self, name: str) -> Iterator[None]:

@@ -1,5 +1,5 @@
 """mmdet's PAA head with the label assignment batched over the images and GT boxes of a batch, on its device."""
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from mmdet.models.dense_heads import PAAHead
@@ -9,10 +9,40 @@ from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
 from mmkd.registry import DET_MODELS
-from ..task_modules import paa_positive_mask
+from ..task_modules import TwoGaussians, paa_positive_mask
 
 GMM_BACKENDS = ('torch', 'sklearn')
 EPS = 1e-12  # floor of the IoU weights of PAA's box loss, as mmdet's PAA head
+
+
+class PreAssignment(NamedTuple):
+    """PAA's MaxIoU pre-assignment of a batch (mmdet ``PAAHead.get_targets``' results, per image)."""
+    anchor_list: List[List[Tensor]]  # per image, per level [A_l, 4]
+    labels: List[Tensor]  # per image [A]
+    labels_weight: List[Tensor]
+    bboxes_target: List[Tensor]  # per image [A, 4]
+    bboxes_weight: List[Tensor]
+    pos_inds: List[Tensor]  # per image, the pre-assigned candidates' anchor indices
+    pos_gt_index: List[Tensor]  # per image, their GT box index
+
+
+class CandidateLayout(NamedTuple):
+    """The pre-assigned candidates of a batch, flattened image by image: each ``[num_candidates]``."""
+    image: Tensor
+    anchor: Tensor  # anchor index within its image
+    gt_row: Tensor  # image * gts_per_image + GT index: one row per (image, GT box) slot
+    level: Tensor  # FPN level of the anchor
+    num_imgs: int
+    gts_per_image: int
+    num_levels: int
+
+    @property
+    def num_rows(self) -> int:
+        return self.num_imgs * self.gts_per_image
+
+    @property
+    def num_candidates(self) -> int:
+        return self.anchor.numel()
 
 
 def flatten_head_outputs(outputs: Sequence[Tensor], channels: int) -> Tensor:
@@ -101,6 +131,23 @@ class BatchedPAAHead(PAAHead):
             ``pos_inds_flatten`` (indices of the positives in the flattened batch), ``pos_anchors`` [num_pos, 4]
             (None without positives) and ``num_pos`` (int).
         """
+        pre = self.pre_assign(cls_scores, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore)
+        with torch.no_grad():
+            pos_losses_list = self.candidate_costs(pre.anchor_list, cls_scores, bbox_preds, pre.labels,
+                                                   pre.labels_weight, pre.bboxes_target, pre.bboxes_weight,
+                                                   pre.pos_inds)
+            labels, labels_weight, _, num_pos = self.reassign(pos_losses_list, pre.labels, pre.labels_weight,
+                                                              pre.bboxes_weight, pre.pos_inds, pre.pos_gt_index,
+                                                              pre.anchor_list)
+        return self.assignment_result(pre, labels, labels_weight, sum(num_pos))
+
+    def pre_assign(self,
+                   cls_scores: List[Tensor],
+                   batch_gt_instances: InstanceList,
+                   batch_img_metas: List[dict],
+                   batch_gt_instances_ignore: OptInstanceList = None) -> PreAssignment:
+        """PAA's MaxIoU pre-assignment of the anchors of these feature maps (it depends on the anchors and the GT
+        boxes only, not on the predictions: networks with the same anchors share it)."""
         featmap_sizes = [featmap.size()[-2:] for featmap in cls_scores]
         if len(featmap_sizes) != self.prior_generator.num_levels:
             raise ValueError(f'{type(self).__name__}: got {len(featmap_sizes)} levels of cls_scores for '
@@ -113,21 +160,20 @@ class BatchedPAAHead(PAAHead):
             raise ValueError(f'{type(self).__name__}: batch_gt_instances[{i}].labels must be in [0, '
                              f'{self.num_classes}), got {batch_gt_instances[i].labels.tolist()}')
         anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas, device=cls_scores[0].device)
-        labels, labels_weight, bboxes_target, bboxes_weight, pos_inds, pos_gt_index = self.get_targets(
-            anchor_list, valid_flag_list, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore)
-        with torch.no_grad():
-            pos_losses_list = self.candidate_costs(anchor_list, cls_scores, bbox_preds, labels, labels_weight,
-                                                   bboxes_target, bboxes_weight, pos_inds)
-            labels, labels_weight, _, num_pos = self.reassign(pos_losses_list, labels, labels_weight, bboxes_weight,
-                                                              pos_inds, pos_gt_index, anchor_list)
-            num_pos = sum(num_pos)
+        targets = self.get_targets(anchor_list, valid_flag_list, batch_gt_instances, batch_img_metas,
+                                   batch_gt_instances_ignore)
+        return PreAssignment(anchor_list, *targets)
+
+    def assignment_result(self, pre: PreAssignment, labels: List[Tensor], labels_weight: List[Tensor],
+                          num_pos: int) -> tuple:
+        """The tuple of :meth:`get_label_assignment` from the re-assigned per-image labels and label weights."""
         labels = torch.cat(labels, 0).view(-1)
         labels_weight = torch.cat(labels_weight, 0).view(-1)
-        bboxes_target = torch.cat(bboxes_target, 0).view(-1, bboxes_target[0].size(-1))
+        bboxes_target = torch.cat(pre.bboxes_target, 0).view(-1, pre.bboxes_target[0].size(-1))
         pos_inds_flatten = ((labels >= 0) & (labels < self.num_classes)).nonzero().reshape(-1)
-        flatten_anchors = torch.cat([torch.cat(anchors, 0) for anchors in anchor_list])
+        flatten_anchors = torch.cat([torch.cat(anchors, 0) for anchors in pre.anchor_list])
         pos_anchors = flatten_anchors[pos_inds_flatten] if num_pos else None
-        return labels, labels_weight, bboxes_target, bboxes_weight, pos_inds_flatten, pos_anchors, num_pos
+        return labels, labels_weight, bboxes_target, pre.bboxes_weight, pos_inds_flatten, pos_anchors, num_pos
 
     def candidate_costs(self, anchor_list: List[List[Tensor]], cls_scores: List[Tensor], bbox_preds: List[Tensor],
                         labels: List[Tensor], labels_weight: List[Tensor], bboxes_target: List[Tensor],
@@ -184,30 +230,48 @@ class BatchedPAAHead(PAAHead):
         if self.gmm_backend == 'sklearn':
             return multi_apply(self.paa_reassign, pos_losses_list, labels, labels_weight, bboxes_weight, pos_inds,
                                pos_gt_index, anchor_list)
-        num_imgs = len(labels)
-        num_anchors = labels[0].numel()
-        device = labels[0].device
-        labels = torch.stack(labels).view(-1).clone()
-        bboxes_weight = torch.stack(bboxes_weight).view(-1, bboxes_weight[0].size(-1)).clone()
+        layout = self.candidate_layout(pos_inds, pos_gt_index, anchor_list)
+        if layout.num_candidates == 0:
+            is_positive = torch.zeros(0, dtype=torch.bool, device=labels[0].device)
+        else:
+            is_positive, _ = self.positive_candidates(torch.cat(pos_losses_list).detach(), layout)
+        return self.apply_positives(is_positive, layout, labels, labels_weight, bboxes_weight)
+
+    def candidate_layout(self, pos_inds: List[Tensor], pos_gt_index: List[Tensor],
+                         anchor_list: List[List[Tensor]]) -> CandidateLayout:
+        """Where every pre-assigned candidate of the batch sits: image, anchor, GT row and FPN level."""
+        num_imgs = len(pos_inds)
+        device = pos_inds[0].device
         counts = torch.tensor([inds.numel() for inds in pos_inds], device=device)
-        if int(counts.sum()) == 0:
-            return (list(labels.view(num_imgs, -1)), list(labels_weight), list(bboxes_weight.view(num_imgs, -1,
-                                                                                                  4)), [0] * num_imgs)
         image = torch.repeat_interleave(torch.arange(num_imgs, device=device), counts)
         anchor = torch.cat(pos_inds)
-        cost = torch.cat(pos_losses_list).detach()
-        # one row per (image, GT box) slot; slots of GT boxes without candidates stay empty and are not fitted
         gt_index = torch.cat(pos_gt_index)
-        num_rows = num_imgs * (int(gt_index.max()) + 1)
-        gt_row = image * (num_rows // num_imgs) + gt_index
+        # one row per (image, GT box) slot; slots of GT boxes without candidates stay empty and are not fitted
+        gts_per_image = int(gt_index.max()) + 1 if gt_index.numel() else 0
         level_ends = torch.tensor([anchors.size(0) for anchors in anchor_list[0]], device=device).cumsum(0)
         level = torch.bucketize(anchor, level_ends, right=True)
-        num_levels = level_ends.numel()
+        return CandidateLayout(image, anchor, image * gts_per_image + gt_index, level, num_imgs, gts_per_image,
+                               level_ends.numel())
 
+    def positive_candidates(self, cost: Tensor, layout: CandidateLayout) -> Tuple[Tensor, TwoGaussians]:
+        """PAA's positives among the pre-assigned candidates for these costs.
+
+        Per GT box, the ``topk`` lowest-cost candidates of each level are kept, and the GT boxes' mixtures are
+        fitted together (:func:`~mmkd.models.task_modules.paa_positive_mask`).
+
+        Args:
+            cost: [num_candidates] costs, in the order of ``layout``.
+            layout: the candidates (:meth:`candidate_layout`).
+
+        Returns:
+            tuple: bool [num_candidates] positives, and the fitted mixtures (one row per GT row of ``layout``).
+        """
+        device = cost.device
+        gt_row, level, num_levels, num_rows = layout.gt_row, layout.level, layout.num_levels, layout.num_rows
         # the topk lowest costs of every (GT box, level), then every GT box's kept costs in ascending order; ties
         # in cost keep the candidates' order (a stable rank), and sorting on group * n + rank orders both at once
         num_candidates = cost.numel()
-        cost_rank = torch.empty_like(anchor)
+        cost_rank = torch.empty_like(layout.anchor)
         cost_rank[torch.sort(cost, stable=True).indices] = torch.arange(num_candidates, device=device)
         group = gt_row * num_levels + level
         order = torch.sort(group * num_candidates + cost_rank).indices
@@ -219,14 +283,26 @@ class BatchedPAAHead(PAAHead):
         mask = torch.zeros(num_rows, width, dtype=torch.bool, device=device)
         costs[gt_row[kept], column] = cost[kept]
         mask[gt_row[kept], column] = True
-        positives, _ = paa_positive_mask(costs, mask)
-
+        positives, fit = paa_positive_mask(costs, mask)
         is_positive = torch.zeros_like(cost, dtype=torch.bool)
         is_positive[kept] = positives[gt_row[kept], column]
-        background = (image * num_anchors + anchor)[~is_positive]
+        return is_positive, fit
+
+    def apply_positives(self, is_positive: Tensor, layout: CandidateLayout, labels: List[Tensor],
+                        labels_weight: List[Tensor], bboxes_weight: List[Tensor]) -> Tuple[list, list, list, list]:
+        """Pre-assigned candidates that are not positive become background (label ``num_classes``, box weight 0).
+
+        Returns:
+            tuple[list]: per image, labels [A], label weights [A], box weights [A, 4] and the number of positives.
+        """
+        num_imgs = len(labels)
+        num_anchors = labels[0].numel()
+        labels = torch.stack(labels).view(-1).clone()
+        bboxes_weight = torch.stack(bboxes_weight).view(-1, bboxes_weight[0].size(-1)).clone()
+        background = (layout.image * num_anchors + layout.anchor)[~is_positive]
         labels[background] = self.num_classes
         bboxes_weight[background] = 0
-        num_pos = torch.bincount(image[is_positive], minlength=num_imgs).tolist()
+        num_pos = torch.bincount(layout.image[is_positive], minlength=num_imgs).tolist()
         return (list(labels.view(num_imgs, -1)), [weight.clone() for weight in labels_weight],
                 list(bboxes_weight.view(num_imgs, -1, bboxes_weight.size(-1))), num_pos)
 

@@ -13,7 +13,9 @@ from torch import Tensor
 
 from mmkd.registry import DET_MODELS
 from mmkd.utils.build import ConfigType, build_in_scope, model_config
-from ..dense_heads import BatchedLADHead, flatten_head_outputs
+from ..dense_heads import (BatchedLADHead, BatchedPAAHead, check_same_anchors, detached, flatten_head_outputs,
+                           switch_log_vars, switched_label_assignment)
+from ..task_modules import build_switch
 from ..utils import deployable_of
 from .base_distiller import BaseDistiller
 
@@ -35,14 +37,36 @@ def with_lad_head(model_cfg: dict, what: str, gmm_backend: str) -> ConfigDict:
     weights): the distiller needs its ``get_label_assignment`` and its loss on a given assignment."""
     model_cfg = ConfigDict(copy.deepcopy(dict(model_cfg)))
     head = model_cfg.get('bbox_head')
-    if head_type_name(head) not in PAA_HEAD_TYPES:
+    head_type = head_type_name(head)
+    own_architecture = head_type not in PAA_HEAD_TYPES and _is_batched_paa_head(head_type)
+    if head_type not in PAA_HEAD_TYPES and not own_architecture:
         raise ValueError(f'LAD needs PAA-style detectors: the {what} model.bbox_head.type must be one of '
-                         f'{PAA_HEAD_TYPES}, got {None if head is None else head.get("type")!r}')
+                         f'{PAA_HEAD_TYPES} or an mmkd head built on BatchedPAAHead (COPHead), got '
+                         f'{None if head is None else head.get("type")!r}')
     if head.get('gmm_backend', gmm_backend) != gmm_backend:
         raise ValueError(f"the {what} model.bbox_head.gmm_backend={head['gmm_backend']!r} contradicts the "
                          f'distiller gmm_backend={gmm_backend!r}: set one of them')
-    head.update(type='BatchedLADHead', gmm_backend=gmm_backend)
+    head.update(gmm_backend=gmm_backend)
+    if not own_architecture:  # a head that changes the architecture (COP) keeps its type
+        head.update(type='BatchedLADHead')
     return model_cfg
+
+
+def stock_paa_network(model_cfg: dict) -> dict:
+    """A detector config whose mmkd batched PAA/LAD head is named as mmdet's ``PAAHead`` (same weights, same
+    predictions), so that it loads in stock mmdet; other configs unchanged."""
+    head = model_cfg.get('bbox_head') if isinstance(model_cfg, dict) else None
+    if head_type_name(head) not in ('BatchedPAAHead', 'BatchedLADHead'):
+        return model_cfg
+    model_cfg = copy.deepcopy(model_cfg)
+    model_cfg['bbox_head'] = {key: value for key, value in head.items() if key != 'gmm_backend'}
+    model_cfg['bbox_head']['type'] = 'PAAHead'
+    return model_cfg
+
+
+def _is_batched_paa_head(head_type: Optional[str]) -> bool:
+    head_class = DET_MODELS.get(head_type) if head_type else None
+    return isinstance(head_class, type) and issubclass(head_class, BatchedPAAHead)
 
 
 @DET_MODELS.register_module()
@@ -78,6 +102,11 @@ class LADDistiller(BaseDistiller):
         box_distill_loss: box loss on (student boxes, teacher boxes), e.g. ``dict(type='GIoULoss')``; None for none.
         distill_iou_thr: IoU with the nearest GT above which a teacher box is distilled.
         gmm_backend: ``'torch'`` (batched, on the device) or ``'sklearn'`` (mmdet's per-GT fits) for both heads.
+        switch: LAD with the dynamic switch of CoLAD (Sec. 3.4): a switch criterion config, e.g.
+            ``dict(type='StdMeanCriterion')`` (see :mod:`mmkd.models.task_modules.switch_criteria`); wherever the
+            student's rho is higher than the teacher's, the student assigns its own labels (self-distillation for
+            that unit). None (default): the teacher always assigns. Needs ``assign_by='teacher'`` and the torch
+            backend. Logs ``switch.rho.{teacher,student}`` and ``switch.share.{teacher,student}``.
     """
 
     def __init__(self,
@@ -89,8 +118,13 @@ class LADDistiller(BaseDistiller):
                  box_distill_loss: Optional[dict] = None,
                  distill_iou_thr: float = 0.5,
                  gmm_backend: str = 'torch',
+                 switch: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         name = type(self).__name__
+        if switch is not None and (assign_by != 'teacher' or gmm_backend != 'torch'):
+            raise ValueError(f"{name}: the dynamic switch chooses between the teacher's and the student's assignment: "
+                             f"it needs assign_by='teacher' and gmm_backend='torch', got {assign_by!r} and "
+                             f'{gmm_backend!r}')
         if assign_by not in ASSIGNERS:
             raise ValueError(f'{name}: assign_by must be one of {ASSIGNERS}, got {assign_by!r}')
         if assign_by == 'student' and soft_label_loss is None and box_distill_loss is None:
@@ -116,34 +150,20 @@ class LADDistiller(BaseDistiller):
         self.soft_label_loss = None if soft_label_loss is None else build_in_scope(soft_label_loss, DET_MODELS)
         self.box_distill_loss = None if box_distill_loss is None else build_in_scope(box_distill_loss, DET_MODELS)
         self.distill_iou_thr = distill_iou_thr
+        self.switch = build_switch(switch)
 
     @classmethod
     def deployable(cls, model_cfg: dict) -> Tuple[str, dict]:
         """The student, its head as mmdet's ``PAAHead`` where the config names an mmkd batched head: same weights
         and same predictions, so that the exported student loads in stock mmdet."""
         prefix, student = super().deployable(model_cfg)
-        head = student.get('bbox_head') if isinstance(student, dict) else None
-        if head_type_name(head) in ('BatchedPAAHead', 'BatchedLADHead'):
-            student = copy.deepcopy(student)
-            student['bbox_head'] = {key: value for key, value in head.items() if key != 'gmm_backend'}
-            student['bbox_head']['type'] = 'PAAHead'
-        return prefix, student
+        return prefix, stock_paa_network(student)
 
     def _check_heads_match(self) -> None:
-        s, t = self.student.bbox_head, self.teacher.bbox_head
-        for what, s_val, t_val in (('num_classes', s.num_classes, t.num_classes),
-                                   ('anchor strides', s.prior_generator.strides, t.prior_generator.strides),
-                                   ('anchors per location', s.num_base_priors, t.num_base_priors)):
-            if s_val != t_val:
-                raise ValueError(f'{type(self).__name__}: student and teacher heads must predict on the same '
-                                 f'anchors, but their {what} differ: student {s_val}, teacher {t_val}')
         # the teacher's assignment hands its own anchors to the student's box loss (pos_anchors), and the teacher's
         # box deltas are decoded on the student's anchors: anchor sizes must match too, not only their layout
-        for level, (s_val, t_val) in enumerate(zip(s.prior_generator.base_anchors, t.prior_generator.base_anchors)):
-            if s_val.shape != t_val.shape or not torch.allclose(s_val, t_val):
-                raise ValueError(f'{type(self).__name__}: student and teacher heads must predict on the same '
-                                 'anchors, but their anchor_generator gives different base anchors at level '
-                                 f'{level}: student {s_val.tolist()}, teacher {t_val.tolist()}')
+        check_same_anchors([self.student.bbox_head, self.teacher.bbox_head], ['student', 'teacher'],
+                           type(self).__name__)
 
     @property
     def teacher_head(self) -> BatchedLADHead:
@@ -160,8 +180,17 @@ class LADDistiller(BaseDistiller):
             self._check_teacher_finite(t_outs)
         s_outs = self.student_head(self.student.extract_feat(inputs))
         # the assigning network's head computes the costs, as in mmdet's LAD
-        head, outs = (self.teacher_head, t_outs) if self.assign_by == 'teacher' else (self.student_head, s_outs)
-        assignment = head.get_label_assignment(*outs, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore)
+        switch_log = {}
+        if self.switch is not None:
+            assignment, decision = switched_label_assignment([self.teacher_head, self.student_head],
+                                                             [t_outs, detached(s_outs)], self.switch,
+                                                             batch_gt_instances, batch_img_metas,
+                                                             batch_gt_instances_ignore)
+            switch_log = switch_log_vars(decision, ('teacher', 'student'))
+        else:
+            head, outs = (self.teacher_head, t_outs) if self.assign_by == 'teacher' else (self.student_head, s_outs)
+            assignment = head.get_label_assignment(*outs, batch_gt_instances, batch_img_metas,
+                                                   batch_gt_instances_ignore)
         # LAD trains as mmdet's LAD head does; the student's own assignment keeps PAA's IoU-weighted box loss
         losses = self.student_head.losses_from_assignment(
             *s_outs, assignment, len(batch_img_metas), iou_weighted_bbox=self.assign_by == 'student')
@@ -170,6 +199,7 @@ class LADDistiller(BaseDistiller):
         if self.box_distill_loss is not None:
             losses['loss_distill_bbox'] = self._box_distill_loss(s_outs[1], t_outs[1], inputs.device,
                                                                  batch_gt_instances, batch_img_metas)
+        losses.update(switch_log)
         return losses
 
     def _check_teacher_finite(self, t_outs: tuple) -> None:
@@ -237,8 +267,9 @@ class SoLADDistiller(LADDistiller):
                  box_distill_loss: Optional[dict] = None,
                  distill_iou_thr: float = 0.5,
                  gmm_backend: str = 'torch',
+                 switch: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if soft_label_loss is None:
             raise ValueError('SoLADDistiller without soft_label_loss is LAD: use LADDistiller')
         super().__init__(student, teacher_cfg, teacher_ckpt, assign_by, soft_label_loss, box_distill_loss,
-                         distill_iou_thr, gmm_backend, init_cfg)
+                         distill_iou_thr, gmm_backend, switch, init_cfg)
