@@ -1,10 +1,11 @@
 """Export the deployable network of an mmkd checkpoint (a distiller's student, ...) for stock mmdet / mmseg.
 
-    python tools/export_student.py CHECKPOINT OUT_DIR [--config CONFIG]
+    python tools/export_student.py CHECKPOINT OUT_DIR [--config CONFIG] [--network NAME]
 
 writes OUT_DIR/student.pth and OUT_DIR/student_config.py: the network that the model declares deployable
 (see mmkd.models.utils.Deployable). A detection or segmentation network loads in mmdet's DetInferencer
-(or mmseg's MMSegInferencer) without mmkd installed; a config that still names mmkd types (mmkd's own
+(or mmseg's MMSegInferencer) without mmkd installed; --network picks another network of a model that
+trains several (a CoLAD pair); a config that still names mmkd types (mmkd's own
 model kinds) says so, and needs mmkd.
 """
 import argparse
@@ -17,8 +18,12 @@ def main():
     parser.add_argument('checkpoint', help='checkpoint saved while training an mmkd model')
     parser.add_argument('out_dir', help='folder for student.pth and student_config.py')
     parser.add_argument('--config', help='the training config (default: the one stored in the checkpoint)')
+    parser.add_argument(
+        '--network',
+        help='the network to export, for a model of several trained networks (CoLAD): '
+        'default its predict_network')
     args = parser.parse_args()
-    exported = export_student(args.checkpoint, args.out_dir, args.config)
+    exported = export_student(args.checkpoint, args.out_dir, args.config, args.network)
     print(f'exported network: {exported.network}\nweights: {exported.checkpoint}\nconfig:  {exported.config}')
     if exported.mmkd_types:
         print(f'needs mmkd: the config names {", ".join(exported.mmkd_types)}, which have no stock equivalent '

@@ -160,7 +160,10 @@ def _mmkd_types(value: Any, registries: list) -> List[str]:
     return found
 
 
-def export_student(checkpoint: str, out_dir: str, config: Optional[str] = None) -> Exported:
+def export_student(checkpoint: str,
+                   out_dir: str,
+                   config: Optional[str] = None,
+                   network: Optional[str] = None) -> Exported:
     """Write ``student.pth`` and ``student_config.py`` for the deployable network of an mmkd checkpoint.
 
     The network is the one the model declares (see :class:`mmkd.models.utils.Deployable`): a
@@ -177,6 +180,8 @@ def export_student(checkpoint: str, out_dir: str, config: Optional[str] = None) 
         config: the training config; by default the one stored in the checkpoint's meta (run as Python
             only if the checkpoint is trusted, else read as plain data, see
             :func:`~mmkd.utils.build.checkpoint_config`).
+        network: for a model of several trained networks (``CoLAD``, ``MultiNetworkModel``), the one to export
+            instead of its ``predict_network``.
 
     Returns:
         Exported: the written paths, the network's prefix and the mmkd types the config still needs.
@@ -192,6 +197,14 @@ def export_student(checkpoint: str, out_dir: str, config: Optional[str] = None) 
         raise KeyError(f"checkpoint '{checkpoint}' stores no config in meta['cfg']: pass the training config")
     if not isinstance(cfg.get('model'), dict):
         raise KeyError(f"the config of '{checkpoint}' has no model")
+    if network is not None:
+        networks = cfg.model.get('networks')
+        if not isinstance(networks, dict):
+            raise ValueError(f"network={network!r}: the model of '{checkpoint}' ({cfg.model.get('type')}) deploys a "
+                             'single network; choosing one needs a model of several (CoLAD, MultiNetworkModel)')
+        if network not in networks:
+            raise KeyError(f"network={network!r} is not one of the networks of '{checkpoint}': {list(networks)}")
+        cfg.model.predict_network = network
     try:
         prefix, network_cfg = deployable_of(cfg.model, cfg.get('default_scope'))
     except TypeError as e:

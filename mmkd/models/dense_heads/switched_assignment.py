@@ -3,7 +3,6 @@ from typing import List, Sequence, Tuple
 
 import torch
 from mmdet.utils import InstanceList, OptInstanceList
-from torch import Tensor
 
 from ..task_modules.switch_criteria import SwitchCriterion, SwitchDecision, candidate_units
 from .paa_head import BatchedPAAHead
