@@ -18,6 +18,7 @@ PAA_TEACHER = 'configs/toy/paa_tiny-w32_toy.py'
 PAA_STUDENT = 'configs/toy/paa_tiny-w16_toy.py'
 LAD_STUDENT = 'configs/lad/lad_paa-tiny-w32_paa-tiny-w16_toy.py'
 SOLAD_STUDENT = 'configs/lad/solad_paa-tiny-w32_paa-tiny-w16_toy.py'
+COLAD_PAIR = 'configs/colad/colad_paa-tiny-w32_paa-tiny-w16_toy.py'
 COCO_BBOX_METRICS = (('AP', 'coco/bbox_mAP'), ('AP50', 'coco/bbox_mAP_50'), ('AP75', 'coco/bbox_mAP_75'),
                      ('AP_S', 'coco/bbox_mAP_s'), ('AP_M', 'coco/bbox_mAP_m'), ('AP_L', 'coco/bbox_mAP_l'))
 
@@ -68,4 +69,21 @@ register_method(
             Stage('solad', 'SoLAD student', SOLAD_STUDENT, teacher='teacher', tag='SoLAD'),
         ),
         compare=('baseline', 'lad', 'solad'),
+        **TOY_DETECTION))
+
+register_method(
+    Method(
+        name='colad',
+        summary='Co-learning label assignment distillation (CoLAD): PAA w32 + w16 trained together from scratch '
+        'vs each trained alone, on the toy shapes',
+        stages=(
+            Stage('alone_w32', 'w32 alone', PAA_TEACHER, tag='w32'),
+            Stage('alone_w16', 'w16 alone', PAA_STUDENT, tag='w16'),
+            Stage(
+                'colad', 'CoLAD pair', COLAD_PAIR, tag='CoLAD', networks=(('w32', 'CoLAD w32'), ('w16', 'CoLAD w16'))),
+        ),
+        compare=(('alone_w16', 'colad.w16'), ('alone_w32', 'colad.w32')),
+        # 8 epochs, not the toy configs' 10: the pair costs both networks' training, and the three trainings must
+        # fit in 15 minutes on 2 CPU cores (the lr steps keep their place)
+        epochs=8,
         **TOY_DETECTION))

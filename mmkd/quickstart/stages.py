@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple, Union
 
 from mmengine.config import Config
 from mmengine.hooks import Hook
@@ -41,6 +41,9 @@ class Stage:
         teacher: key of the stage whose model config and final checkpoint this stage's model gets as
             ``teacher_cfg`` / ``teacher_ckpt``.
         tag: the stage in progress lines (``[<tag> s<seed>]``); default: ``key``.
+        networks: for a model of several trained networks (a CoLAD pair), ``(network, row name)`` pairs: the
+            final model is tested once per network (its ``predict_network``), one table row each, whose key (in
+            ``compare``) is ``'<key>.<network>'``.
     """
     key: str
     name: str
@@ -48,6 +51,13 @@ class Stage:
     per_seed: bool = True
     teacher: Optional[str] = None
     tag: Optional[str] = None
+    networks: Tuple[Tuple[str, str], ...] = ()
+
+    def rows(self) -> List[Tuple[str, str, Optional[str]]]:
+        """(row key, row name, network or None) of each table row of this stage."""
+        if not self.networks:
+            return [(self.key, self.name, None)]
+        return [(f'{self.key}.{network}', name, network) for network, name in self.networks]
 
 
 @dataclass(frozen=True)
@@ -63,9 +73,11 @@ class Method:
         metric_note: what the numbers are, for the table's caption.
         prepare_data: ``f(args) -> data_root``: makes the data available (``args``: the parsed CLI arguments).
         use_data: ``f(cfg, data_root)``: points a stage's config at ``data_root``.
-        compare: (baseline key, method key, ...): the per-seed gain of each method stage over the baseline on
+        compare: (baseline key, method key, ...): the per-seed gain of each method row over the baseline on
             the headline metric is printed and saved (``<metric>_gain_per_seed`` for the first method,
-            ``<metric>_gains_per_seed`` for all of them).
+            ``<metric>_gains_per_seed`` for all of them); or several such groups, ((baseline, method, ...), ...),
+            each method compared with its group's baseline. Keys are per-seed stages or rows of their networks.
+        epochs: the epochs of every stage unless ``--epochs`` says otherwise (default: each config's own).
         missing_metrics_are_zero: a test that returns none of the metrics scores 0 (mmdet's CocoMetric returns
             nothing when the model detects nothing); otherwise missing metrics are an error.
         work_dir: the default ``--work-dir`` (default: ``work_dirs/quickstart_<name>``).
@@ -78,9 +90,16 @@ class Method:
     prepare_data: Callable[[argparse.Namespace], str]
     use_data: Callable[[Config, str], None]
     metric_scale: float = 1.0
-    compare: Optional[Tuple[str, ...]] = None
+    compare: Optional[Union[Tuple[str, ...], Tuple[Tuple[str, ...], ...]]] = None
     missing_metrics_are_zero: bool = False
     work_dir: Optional[str] = None
+    epochs: Optional[int] = None
+
+    def compare_groups(self) -> Tuple[Tuple[str, ...], ...]:
+        """``compare`` as groups (baseline, method, ...); none without ``compare``."""
+        if not self.compare:
+            return ()
+        return tuple(self.compare) if isinstance(self.compare[0], (tuple, list)) else (tuple(self.compare), )
 
     def __post_init__(self):
         earlier = {}
@@ -95,14 +114,16 @@ class Method:
                 raise ValueError(f'quickstart method {self.name!r}: stage {stage.key!r} runs once but its teacher '
                                  f'{stage.teacher!r} runs per seed: which seed\'s teacher is meant?')
             earlier[stage.key] = stage
+        rows = [key for stage in self.stages if stage.per_seed for key, _, _ in stage.rows()]
         if self.compare is not None:
-            if len(self.compare) < 2:
-                raise ValueError(f'quickstart method {self.name!r}: compare needs a baseline and at least one '
-                                 f'method stage, got {self.compare!r}')
-            for key in self.compare:
-                if key not in earlier or not earlier[key].per_seed:
-                    raise ValueError(f'quickstart method {self.name!r}: compare names {key!r}, which is not a '
-                                     f'per-seed stage of {list(earlier)}')
+            for group in self.compare_groups():
+                if len(group) < 2:
+                    raise ValueError(f'quickstart method {self.name!r}: compare needs a baseline and at least one '
+                                     f'method stage, got {self.compare!r}')
+                for key in group:
+                    if key not in rows:
+                        raise ValueError(f'quickstart method {self.name!r}: compare names {key!r}, which is not a '
+                                         f'per-seed stage of {list(earlier)} (or a row of its networks: {rows})')
 
 
 METHODS: Dict[str, Method] = {}
@@ -182,7 +203,11 @@ def stage_config(path: str, work_dir: str, seed: int, epochs: Optional[int] = No
     if epochs is not None:
         config_epochs = cfg.train_cfg.max_epochs
         cfg.train_cfg.max_epochs = epochs
-        for scheduler in cfg.param_scheduler:
+        schedules = cfg.param_scheduler
+        if isinstance(schedules, dict) and 'type' not in schedules:  # one schedule per network
+            # a config may give several networks the same schedule object: rescale each scheduler once
+            schedules = list({id(s): s for schedule in schedules.values() for s in schedule}.values())
+        for scheduler in schedules:
             if scheduler.get('by_epoch', True):
                 scheduler.end = epochs
                 if 'milestones' in scheduler:
@@ -210,11 +235,12 @@ class Quickstart:
     def say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
-    def run_stage(self, label: str, cfg: Config, upstream: Sequence[str] = ()) -> dict:
-        """Train ``cfg`` and test the final model; a finished stage whose config and ``upstream`` (the config
-        digests of the stages it depends on) are unchanged is reused."""
+    def run_stage(self, label: str, cfg: Config, upstream: Sequence[str] = (), networks: Sequence[str] = ()) -> dict:
+        """Train ``cfg`` and test the final model (each of ``networks`` in turn, if given: the record's metrics are
+        then per network); a finished stage whose config and ``upstream`` (the config digests of the stages it
+        depends on) are unchanged is reused."""
         record_path = osp.join(cfg.work_dir, RECORD)
-        digest = config_hash(cfg, upstream)
+        digest = config_hash(cfg, list(upstream) + [f'networks={list(networks)}'] if networks else upstream)
         if not self.args.force and osp.isfile(record_path):
             with open(record_path) as f:
                 record = json.load(f)
@@ -235,12 +261,17 @@ class Quickstart:
                         hook.stream = self.stream
                 runner.train()
                 train_seconds = time.time() - start
-                metrics = runner.test()
+                if networks:
+                    metrics = {}
+                    for network in networks:  # the model's predict_network chooses who is tested
+                        runner.model.predict_network = network
+                        metrics[network] = self._table_metrics(f'{label} {network}', runner.test() or {})
+                else:
+                    metrics = self._table_metrics(label, runner.test() or {})
             except BaseException:
                 traceback.print_exc()
                 self.say(f'  [{label}] failed: the full output is in {log_path}')
                 raise
-        metrics = self._table_metrics(label, metrics or {})
         record = dict(
             label=label,
             config_hash=digest,
@@ -250,7 +281,9 @@ class Quickstart:
             metrics=metrics)
         with open(record_path, 'w') as f:
             json.dump(record, f, indent=1)
-        values = '  '.join(f'{k} {v:.1f}' for k, v in metrics.items())
+        tested = metrics.items() if networks else [('', metrics)]
+        values = '; '.join(f'{network} ' * bool(network) + '  '.join(f'{k} {v:.1f}' for k, v in per.items())
+                           for network, per in tested)
         self.say(f'  [{label}] trained in {clock(train_seconds)}, tested in {clock(record["test_seconds"])}: {values}')
         return record
 
@@ -289,7 +322,8 @@ class Quickstart:
             label = f'{tag} s{seed}' if stage.per_seed else tag
             seed_note = f', seed {seed}' if stage.per_seed else ''
             self.say(f'[{step}/{total}] {stage.name}{seed_note}: {stage.config}')
-            cfg = stage_config(osp.join(self.root, stage.config), osp.join(self.work_dir, folder), seed, args.epochs)
+            cfg = stage_config(
+                osp.join(self.root, stage.config), osp.join(self.work_dir, folder), seed, args.epochs or method.epochs)
             method.use_data(cfg, data_root)
             upstream = []
             if stage.teacher is not None:
@@ -298,9 +332,11 @@ class Quickstart:
                 cfg.model.update(teacher_cfg=teacher_cfg.model.to_dict(), teacher_ckpt=teacher['checkpoint'])
                 # a retrained teacher (other seed, epochs, data) retrains its students too
                 upstream.append(teacher['config_hash'])
-            record = self.run_stage(label, cfg, upstream)
+            record = self.run_stage(label, cfg, upstream, [network for network, _ in stage.networks])
             done[(stage.key, seed)] = (record, cfg)
-            records.append(dict(record, model=stage.name, seed=seed, stage=stage.key))
+            for key, name, network in stage.rows():
+                metrics = record['metrics'][network] if network else record['metrics']
+                records.append(dict(record, model=name, seed=seed, stage=key, metrics=metrics))
         return self.report(records, time.time() - start)
 
     def report(self, records: List[dict], seconds: float) -> dict:
@@ -310,17 +346,17 @@ class Quickstart:
         self.say(f'\nResults ({method.metric_note}, {seconds / 60:.1f} min in all):\n\n{table}\n')
         results = dict(method=method.name, runs=records, summary=summary, seconds=round(seconds, 1))
         if method.compare:
-            base, *betters = method.compare
             headline = method.metrics[0][0]
             by_seed = {(r['stage'], r['seed']): r['metrics'][headline] for r in records}
-            names = {s.key: s.name for s in method.stages}
+            names = {key: name for s in method.stages for key, name, _ in s.rows()}
             all_gains = {}
-            for better in betters:
-                gains = [round(by_seed[(better, s)] - by_seed[(base, s)], 1) for s in seeds]
-                self.say(f'{names[better]} - {names[base]}, {headline} per seed: ' + ', '.join(f'{g:+.1f}'
-                                                                                               for g in gains))
-                all_gains[better] = gains
-            results[f'{headline.lower()}_gain_per_seed'] = all_gains[betters[0]]
+            for base, *betters in method.compare_groups():
+                for better in betters:
+                    gains = [round(by_seed[(better, s)] - by_seed[(base, s)], 1) for s in seeds]
+                    self.say(f'{names[better]} - {names[base]}, {headline} per seed: ' + ', '.join(f'{g:+.1f}'
+                                                                                                   for g in gains))
+                    all_gains[better] = gains
+            results[f'{headline.lower()}_gain_per_seed'] = all_gains[method.compare_groups()[0][1]]
             results[f'{headline.lower()}_gains_per_seed'] = all_gains
         with open(osp.join(self.work_dir, 'results.md'), 'w') as f:
             f.write(f'{method.metric_note}; {seconds / 60:.1f} min in all.\n\n{table}\n')
@@ -340,18 +376,18 @@ def summarise(records: List[dict], method: Method, seeds: Sequence[int]) -> Tupl
         lines.append(f'| {record["model"]} | {record["seed"]} | {values} |')
     summary = {}
     if len(seeds) > 1:
-        for stage in (s for s in method.stages if s.per_seed):
-            runs = [r['metrics'] for r in records if r['stage'] == stage.key]
-            summary[stage.name] = {
+        for key, row_name in ((key, name) for s in method.stages if s.per_seed for key, name, _ in s.rows()):
+            runs = [r['metrics'] for r in records if r['stage'] == key]
+            summary[row_name] = {
                 name:
                 dict(
                     mean=round(statistics.fmean(r[name] for r in runs), 2),
                     std=round(statistics.stdev(r[name] for r in runs), 2))
                 for name in names
             }
-            values = ' | '.join(f'{summary[stage.name][n]["mean"]:.1f} ± {summary[stage.name][n]["std"]:.1f}'
+            values = ' | '.join(f'{summary[row_name][n]["mean"]:.1f} ± {summary[row_name][n]["std"]:.1f}'
                                 for n in names)
-            lines.append(f'| {stage.name} | mean ± std ({len(runs)}) | {values} |')
+            lines.append(f'| {row_name} | mean ± std ({len(runs)}) | {values} |')
     return '\n'.join(lines), summary
 
 

@@ -9,6 +9,7 @@ import json
 import os.path as osp
 import statistics
 import subprocess
+import types
 
 import pytest
 from mmengine.config import Config
@@ -33,6 +34,7 @@ class FakeRunner:
     def __init__(self, cfg):
         self.cfg = cfg
         self.hooks = []
+        self.model = types.SimpleNamespace(predict_network=None)  # a multi-network model tests this network
 
     @classmethod
     def from_cfg(cls, cfg):
@@ -48,7 +50,7 @@ class FakeRunner:
     def test(self):
         if FakeRunner.metrics is not None:
             return FakeRunner.metrics
-        ap = fake_ap(self.cfg)
+        ap = fake_ap(self.cfg) + {None: 0.0, 'w32': 0.03, 'w16': 0.02}[self.model.predict_network]
         return {key: ap for _, key in METHODS['ssim'].metrics}
 
 
@@ -182,7 +184,7 @@ def test_list_and_default():
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['colad_not_yet'], "unknown method 'colad_not_yet'; the methods are: lad, ssim"),
+    (['colad_not_yet'], "unknown method 'colad_not_yet'; the methods are: colad, lad, ssim"),
     (['--seeds', 'one'], "invalid int value: 'one'"),
     (['--no-such-option'], 'unrecognized arguments: --no-such-option'),
 ])
@@ -302,3 +304,44 @@ def test_epochs_scale_the_lr_steps_of_the_config(config, epochs, milestones, tmp
     assert cfg.train_cfg.max_epochs == epochs
     step = [s for s in cfg.param_scheduler if s.type == 'MultiStepLR'][0]
     assert step.milestones == milestones and step.end == epochs
+
+
+def test_colad_method_tests_each_network_of_the_pair(monkeypatch, tmp_path):
+    work = use_fakes(monkeypatch, tmp_path, 'colad') / 'work'
+    results, out = run(work, 'colad', '--seeds', '0', '1')
+    assert trained_folders() == [
+        'alone_w16_seed0', 'alone_w16_seed1', 'alone_w32_seed0', 'alone_w32_seed1', 'colad_seed0', 'colad_seed1'
+    ]
+    by_folder = {osp.basename(cfg.work_dir): cfg for cfg in FakeRunner.trained}
+    pair = by_folder['colad_seed1']
+    assert pair.model.type == 'CoLAD' and list(pair.model.networks) == ['w32', 'w16']
+    # the method's 8 epochs, applied to every network's schedule (milestones 7, 9 of 10 -> 6, 7 of 8)
+    assert all(cfg.train_cfg.max_epochs == 8 for cfg in FakeRunner.trained)
+    for schedule in pair.param_scheduler.values():
+        assert schedule[1].milestones == [6, 7] and schedule[1].end == 8
+    rows = [(r['model'], r['seed'], r['metrics']['AP']) for r in results['runs']]
+    base = [round(100 * (0.3 + 0.01 * s + 0.008), 1) for s in (0, 1)]
+    assert rows == [('w32 alone', 0, base[0]), ('w16 alone', 0, base[0]), ('CoLAD w32', 0, round(base[0] + 3, 1)),
+                    ('CoLAD w16', 0, round(base[0] + 2, 1)), ('w32 alone', 1, base[1]), ('w16 alone', 1, base[1]),
+                    ('CoLAD w32', 1, round(base[1] + 3, 1)), ('CoLAD w16', 1, round(base[1] + 2, 1))]
+    assert results['ap_gains_per_seed'] == {'colad.w16': [2.0, 2.0], 'colad.w32': [3.0, 3.0]}
+    assert results['ap_gain_per_seed'] == [2.0, 2.0]
+    assert 'CoLAD w16 - w16 alone, AP per seed: +2.0, +2.0' in out
+    assert 'CoLAD w32 - w32 alone, AP per seed: +3.0, +3.0' in out
+    assert set(results['summary']) == {'w32 alone', 'w16 alone', 'CoLAD w32', 'CoLAD w16'}
+    assert '| CoLAD w16 | mean ± std (2) |' in open(work / 'results.md').read()
+    # a finished pair is reused with both networks' metrics
+    FakeRunner.trained = []
+    again, out = run(work, 'colad', '--seeds', '0', '1')
+    assert FakeRunner.trained == [] and [r['metrics'] for r in again['runs']] == [r['metrics'] for r in results['runs']]
+
+
+def test_compare_groups_are_checked():
+    common = dict(summary='', metrics=(('AP', 'ap'), ), metric_note='', prepare_data=None, use_data=None)
+    pair = Stage('pair', 'pair', 'p.py', networks=(('a', 'A'), ('b', 'B')))
+    method = Method('x', stages=(Stage('alone', 'alone', 'a.py'), pair), compare=(('alone', 'pair.a'), ), **common)
+    assert method.compare_groups() == (('alone', 'pair.a'), )
+    with pytest.raises(ValueError, match=r"compare names 'pair', which is not a per-seed stage"):
+        Method('x', stages=(Stage('alone', 'alone', 'a.py'), pair), compare=(('alone', 'pair'), ), **common)
+    with pytest.raises(ValueError, match='compare needs a baseline and at least one'):
+        Method('x', stages=(Stage('alone', 'alone', 'a.py'), pair), compare=(('alone', ), ), **common)
