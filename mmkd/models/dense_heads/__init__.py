@@ -5,5 +5,5 @@ from .switched_assignment import check_same_anchors, detached, switch_log_vars, 
 
 __all__ = [
     'BatchedPAAHead', 'BatchedLADHead', 'flatten_head_outputs', 'check_same_anchors', 'detached', 'switch_log_vars',
-    'switched_label_assignment'
+    'switched_label_assignment', 'COPHead'
 ]
