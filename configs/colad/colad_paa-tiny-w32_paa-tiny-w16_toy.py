@@ -15,3 +15,5 @@ _optim = {{_base_.optim_wrapper}}
 _schedule = {{_base_.param_scheduler}}
 optim_wrapper = dict(_delete_=True, constructor='MultiNetworkOptimWrapperConstructor', w32=_optim, w16=_optim)
 param_scheduler = dict(_delete_=True, w32=_schedule, w16=_schedule)
+# distributed: one DDP per network (CoLAD's train_step steps each network with its own optimizer)
+model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False)

@@ -313,3 +313,21 @@ def test_detached_outputs_give_no_gradient_across_networks(pair):
     sum(v for k, v in losses.items() if k.startswith('small.loss_')).backward()
     assert all(p.grad is None for p in pair.big.parameters())
     assert any(p.grad is not None for p in pair.small.parameters())
+
+
+@pytest.mark.parametrize('num_gts', [(0, 0), (0, 3)])
+@pytest.mark.parametrize('criterion', [StdMeanCriterion(g) for g in ('batch', 'image', 'gt', 'gt_level')] +
+                         [FisherCriterion(g) for g in ('batch', 'image', 'gt')])
+def test_images_without_boxes(pair, criterion, num_gts):
+    """Every criterion and granularity on batches with an empty image or no box at all: finite losses, shares
+    that sum to 1 over the units that have candidates (0 when there are none)."""
+    inputs, samples = batch(seed=10, num_gts=num_gts)
+    pair.train()
+    pair.switch = criterion
+    try:
+        losses = quiet(pair, inputs, copy.deepcopy(samples), mode='loss')
+    finally:
+        pair.switch = StdMeanCriterion()
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    shares = float(losses['switch.share.big'] + losses['switch.share.small'])
+    assert shares == (0.0 if sum(num_gts) == 0 else pytest.approx(1.0))
