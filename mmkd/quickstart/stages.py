@@ -159,21 +159,24 @@ class QuickstartProgressHook(Hook):
         self.label = label
         self.stream: Optional[TextIO] = None
         self.start = None
-        self.losses = []
+        self.losses: Dict[str, List[float]] = {}
 
     def before_train(self, runner) -> None:
         self.start = time.time()
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if outputs and 'loss' in outputs:
-            self.losses.append(float(outputs['loss'].detach()))
+        # the total loss, or each network's ('<network>.loss') for a model of several trained networks
+        for key, value in (outputs or {}).items():
+            if key == 'loss' or key.endswith('.loss'):
+                self.losses.setdefault(key[:-len('loss')].rstrip('.'), []).append(float(value.detach()))
         done, total = runner.iter + 1, runner.max_iters
         if done == 1 or batch_idx + 1 == len(runner.train_dataloader):
             elapsed = time.time() - self.start
-            loss = statistics.fmean(self.losses[-50:]) if self.losses else float('nan')
+            loss = ' / '.join(f'{name} {statistics.fmean(values[-50:]):.3f}'.lstrip()
+                             for name, values in self.losses.items()) or 'nan'
             print(
                 f'  [{self.label}] epoch {runner.epoch + 1}/{runner.max_epochs}  iter {done}/{total}  '
-                f'loss {loss:.3f}  elapsed {clock(elapsed)}  left ~{clock(elapsed / done * (total - done))}',
+                f'loss {loss}  elapsed {clock(elapsed)}  left ~{clock(elapsed / done * (total - done))}',
                 file=self.stream or sys.stdout,
                 flush=True)
 

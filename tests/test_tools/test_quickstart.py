@@ -12,6 +12,7 @@ import subprocess
 import types
 
 import pytest
+import torch
 from mmengine.config import Config
 
 from mmkd.quickstart import METHODS, Method, Stage, main, parse_args
@@ -345,3 +346,22 @@ def test_compare_groups_are_checked():
         Method('x', stages=(Stage('alone', 'alone', 'a.py'), pair), compare=(('alone', 'pair'), ), **common)
     with pytest.raises(ValueError, match='compare needs a baseline and at least one'):
         Method('x', stages=(Stage('alone', 'alone', 'a.py'), pair), compare=(('alone', ), ), **common)
+
+
+@pytest.mark.parametrize('outputs, shown', [
+    (dict(loss=0.5, loss_cls=0.3), 'loss 0.500 '),
+    ({
+        'w32.loss': 1.0,
+        'w32.loss_cls': 0.4,
+        'w16.loss': 2.0
+    }, 'loss w32 1.000 / w16 2.000 '),
+    (dict(acc=1.0), 'loss nan '),
+])
+def test_progress_line_shows_every_networks_loss(outputs, shown):
+    stream = io.StringIO()
+    hook = stages_module.QuickstartProgressHook('x')
+    hook.stream = stream
+    runner = types.SimpleNamespace(iter=0, max_iters=4, epoch=0, max_epochs=1, train_dataloader=[0] * 4)
+    hook.before_train(runner)
+    hook.after_train_iter(runner, 0, outputs={k: torch.tensor(v) for k, v in outputs.items()})
+    assert shown in stream.getvalue()
