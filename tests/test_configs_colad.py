@@ -217,7 +217,7 @@ def test_metafile_gives_the_paper_numbers():
 @pytest.mark.parametrize('name', sorted(COLAD))
 def test_colad_model_builds_as_configured(name):
     """The built pair trains the configured networks in the configured order (first = initial teacher), with
-    the configured switch, COCO checkpoints as the networks' init_cfg, and one optimizer per network."""
+    the configured switch, the COCO checkpoints of the networks, and one optimizer per network."""
     if DET_MODELS.get('CoLAD') is None:
         pytest.skip('mmkd has no CoLAD detector yet')
     from mmkd.engine import MultiNetworkOptimWrapperConstructor
@@ -231,8 +231,7 @@ def test_colad_model_builds_as_configured(name):
     for key, (depth, ckpt) in networks.items():
         network = getattr(model, key)
         assert network.backbone.depth == depth
-        init = network.init_cfg
-        assert (init or {}).get('checkpoint') == (_mmdet_paa_weights()[ckpt] if ckpt else None)
+        assert model.network_checkpoints.get(key) == (_mmdet_paa_weights()[ckpt] if ckpt else None)
     optim_cfg = {k: v for k, v in cfg.optim_wrapper.items() if k != 'constructor'}
     wrappers = MultiNetworkOptimWrapperConstructor(optim_cfg)(model)
     for key in networks:

@@ -175,7 +175,12 @@ class MultiNetworkModel(MultiNetworkTrainMixin, Deployable, BaseModel):
     By default every network learns from its own task losses on the shared batch, in the order of
     ``networks`` (see :class:`MultiNetworkTrainMixin` for changing that). Validation, testing and export
     use ``predict_network`` alone. Distributed training needs
-    ``model_wrapper_cfg=dict(type='MMSeparateDistributedDataParallel')`` (one DDP per network).
+    ``model_wrapper_cfg=dict(type='MMSeparateDistributedDataParallel')`` (one DDP per network), which
+    ``tools/train.py`` sets for a config with ``MultiNetworkOptimWrapperConstructor`` and no wrapper.
+
+    A checkpoint (``--resume``, ``load_from``) must hold the same networks, in the same order and with the
+    same shapes: a network renamed, added, reordered or resized in the config since is refused by name
+    instead of being loaded in part (mmengine loads leniently and would start that network from scratch).
 
     Args:
         networks: network name -> model config (or built module). A config is built in the default scope's
@@ -188,6 +193,8 @@ class MultiNetworkModel(MultiNetworkTrainMixin, Deployable, BaseModel):
             by default ``predict_network``'s own.
         init_cfg: initialisation config.
     """
+
+    reserved_names: Tuple[str, ...] = ()  # attributes that a subclass sets after the networks are added
 
     def __init__(self,
                  networks: Dict[str, Union[dict, nn.Module]],
@@ -204,7 +211,7 @@ class MultiNetworkModel(MultiNetworkTrainMixin, Deployable, BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.predict_network = predict_network
         for name, network in built.items():
-            if hasattr(self, name):
+            if hasattr(self, name) or name in self.reserved_names:
                 raise ValueError(f'networks.{name}: {name!r} is an attribute of {type(self).__name__} already; '
                                  'give this network another name')
             self.add_module(name, network)
@@ -225,9 +232,47 @@ class MultiNetworkModel(MultiNetworkTrainMixin, Deployable, BaseModel):
         name = cls._predict_network(model_cfg.get('networks'), model_cfg.get('predict_network'))
         return name, model_cfg['networks'][name]
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Refuse a checkpoint of other networks before anything is loaded (see the class docstring)."""
+        self._check_checkpoint_networks(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _check_checkpoint_networks(self, state_dict: dict, prefix: str) -> None:
+        """Raise unless ``state_dict`` (keys under ``prefix``) holds this model's networks, in this order, with
+        the shapes of this model's tensors."""
+        saved = []
+        for key in state_dict:
+            if key.startswith(prefix) and '.' in key[len(prefix):]:
+                name = key[len(prefix):].split('.', 1)[0]
+                if name not in saved:
+                    saved.append(name)
+        expected = list(self.trainable_networks)
+        if saved != expected:
+            raise RuntimeError(f'{type(self).__name__}: the checkpoint holds the networks {saved} (in this order), '
+                               f'the config {expected}: the networks of a run cannot change when it resumes or '
+                               'loads a checkpoint. Restore the networks of the checkpoint in the config, or start '
+                               'the changed networks from their own checkpoints (e.g. exported with '
+                               'tools/export_student.py --network NAME).')
+        own = self.state_dict(prefix=prefix, keep_vars=True)
+        resized = [
+            f'{key[len(prefix):]}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}'
+            for key, value in state_dict.items()
+            if key in own and hasattr(value, 'shape') and tuple(value.shape) != tuple(own[key].shape)
+        ]
+        if resized:
+            more = f' (+{len(resized) - 3} more)' if len(resized) > 3 else ''
+            raise RuntimeError(f'{type(self).__name__}: the checkpoint\'s tensors do not fit the networks of the '
+                               f'config (was a network changed since the checkpoint?): {"; ".join(resized[:3])}{more}')
+
+    def network(self, name: str) -> nn.Module:
+        """Network ``name`` itself, also under ``MMSeparateDistributedDataParallel`` (which wraps each network in
+        a DDP that hides its attributes). Call the network (``getattr(self, name)(...)``), not this, for a forward
+        pass that trains: only the wrapper's forward synchronises the gradients across ranks."""
+        return _unwrap(getattr(self, name))
+
     @property
     def deployable_network(self) -> nn.Module:
-        return _unwrap(getattr(self, self.predict_network))
+        return self.network(self.predict_network)
 
     def predict(self, inputs, data_samples=None, **kwargs):
         return self.deployable_network.predict(inputs, data_samples, **kwargs)

@@ -218,6 +218,11 @@ def export_student(checkpoint: str,
     cfg.model = network_cfg
     _stock_hooks(cfg)
     _stock_optim(cfg, prefix)
+    wrapper_type = (cfg.get('model_wrapper_cfg') or {}).get('type')
+    if str(getattr(wrapper_type, '__name__', wrapper_type)).split('.')[-1] == 'MMSeparateDistributedDataParallel':
+        # one DDP per network was for the networks of the pair: under it a detector's own train_step fails (its
+        # head, wrapped, hides loss()); the exported network trains under mmengine's default DDP
+        cfg.pop('model_wrapper_cfg')
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if cfg.get(name) and 'dataset' in cfg[name]:
             cfg[name].dataset = _stock_dataset(cfg[name].dataset)

@@ -88,6 +88,9 @@ class MultiNetworkOptimWrapperConstructor:
             cfg = copy.deepcopy(self.optim_wrapper_cfg[name])
             paramwise_cfg = cfg.pop('paramwise_cfg', self.paramwise_cfg)
             wrappers[name] = DefaultOptimWrapperConstructor(cfg, paramwise_cfg)(network)
+            if hasattr(wrappers[name], 'grad_name'):
+                # the clipped norm is logged per network: under one name the networks' norms would be averaged
+                wrappers[name].grad_name = f'{name}.{wrappers[name].grad_name}'
         return MultiNetworkOptimWrapperDict(**wrappers)
 
     @staticmethod

@@ -1,4 +1,6 @@
 """CoLAD: two (or more) PAA detectors trained together, the one with the better assignment costs labelling both."""
+import os.path as osp
+import re
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -10,6 +12,7 @@ from torch import Tensor
 
 from mmkd.registry import DET_MODELS
 from mmkd.utils.build import ConfigType, model_config
+from mmkd.utils.teacher import load_weights_strictly
 from ..dense_heads import BatchedPAAHead, check_same_anchors, detached, switch_log_vars, switched_label_assignment
 from ..multi_network import MultiNetworkModel
 from ..task_modules import build_switch
@@ -43,7 +46,10 @@ class CoLAD(MultiNetworkModel):
             batched heads (built as :class:`~mmkd.models.dense_heads.BatchedLADHead`, same weights), or an mmkd
             head built on ``BatchedPAAHead`` (``COPHead``), kept as is. All on the same anchors.
         checkpoints: name -> checkpoint (path or URL) to start that network from (e.g. COCO-pretrained, Table 5);
-            networks without one start from their config's initialisation (ImageNet backbones).
+            networks without one start from their config's initialisation (ImageNet backbones). Loaded strictly
+            by :meth:`init_weights`, after that initialisation: a missing file, or weights that do not fit the
+            network, raise an error naming the network and the file (an mmkd run's checkpoint gives the network
+            that run deploys).
         switch: the switch criterion config.
         predict_network: the network validated, tested and exported; by default the first.
         gmm_backend: must be ``'torch'`` (the switch needs the batched assignment).
@@ -51,6 +57,8 @@ class CoLAD(MultiNetworkModel):
             share the batch).
         init_cfg: initialisation config of the pair.
     """
+
+    reserved_names = ('switch', 'switch_units', 'network_checkpoints')
 
     def __init__(self,
                  networks: Dict[str, ConfigType],
@@ -72,19 +80,28 @@ class CoLAD(MultiNetworkModel):
         unknown = sorted(set(checkpoints) - set(networks))
         if unknown:
             raise KeyError(f'{name}: checkpoints names {unknown}, which are not networks: {list(networks)}')
-        configs = {}
-        for key, cfg in networks.items():
-            configs[key] = with_lad_head(self._network_config(cfg, key), f'networks.{key}', gmm_backend)
-            if checkpoints.get(key):
-                # loaded by init_weights, after the network's own initialisation (mmengine applies Pretrained last)
-                configs[key].init_cfg = dict(type='Pretrained', checkpoint=checkpoints[key])
+        for key, path in checkpoints.items():
+            if path and not re.match(r'^[a-z+]+://', path) and not osp.isfile(osp.expanduser(path)):
+                raise FileNotFoundError(f'{name}: checkpoints.{key} (the checkpoint of network {key}) '
+                                        f'{path!r} is not a file')
+        configs = {
+            key: with_lad_head(self._network_config(cfg, key), f'networks.{key}', gmm_backend)
+            for key, cfg in networks.items()
+        }
         super().__init__(configs, predict_network, data_preprocessor, init_cfg)
+        self.network_checkpoints = {key: path for key, path in checkpoints.items() if path}
         self.switch = build_switch(switch)
         heads = [self.head_of(key) for key in self.trainable_networks]
         check_same_anchors(heads, self.trainable_networks, name)
         self._check_same_training(heads)
         self._check_same_preprocessing()
         self.register_buffer('switch_units', torch.zeros(len(networks), dtype=torch.long))
+
+    def init_weights(self) -> None:
+        """Every network's own initialisation, then the networks of ``checkpoints`` loaded strictly."""
+        super().init_weights()
+        for key, path in self.network_checkpoints.items():
+            load_weights_strictly(self.network(key), path, f'the checkpoint of network {key} (checkpoints.{key})')
 
     @staticmethod
     def _network_config(cfg: ConfigType, key: str) -> ConfigDict:
@@ -99,7 +116,7 @@ class CoLAD(MultiNetworkModel):
         return key, stock_paa_network(cls._network_config(network, key))
 
     def head_of(self, key: str) -> BatchedPAAHead:
-        return getattr(self, key).bbox_head
+        return self.network(key).bbox_head
 
     def _check_same_training(self, heads: Sequence[BatchedPAAHead]) -> None:
         """One assignment for all: the networks must label alike (topk and the pre-assignment's train_cfg)."""
@@ -135,7 +152,8 @@ class CoLAD(MultiNetworkModel):
         batch_gt_instances, batch_gt_instances_ignore, batch_img_metas = unpack_gt_instances(data_samples)
         keys = self.trainable_networks
         heads = [self.head_of(key) for key in keys]
-        outs = [head(getattr(self, key).extract_feat(inputs)) for key, head in zip(keys, heads)]
+        # through each network's forward (its DDP wrapper's in distributed training, which syncs the gradients)
+        outs = [getattr(self, key)(inputs, mode='tensor') for key in keys]
         assignment, decision = switched_label_assignment(heads, [detached(out) for out in outs], self.switch,
                                                          batch_gt_instances, batch_img_metas, batch_gt_instances_ignore)
         if self.training:
