@@ -61,12 +61,11 @@ import math
 import os
 import statistics
 import tempfile
-import time
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
-from bench_utils import cpu_model, sync
+from bench_utils import cpu_model, random_gts, time_round_robin
 from mmdet.models.utils import levels_to_images, multi_apply
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -123,24 +122,6 @@ def level_sizes(height: int, width: int) -> List[tuple]:
         h, w = sizes[-1]
         sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
     return sizes
-
-
-def random_gts(num_imgs: int, num_gts: int, size: Sequence[int], gen: torch.Generator) -> List[InstanceData]:
-    """Per image ``num_gts`` COCO-like GT boxes [num_gts, 4] (x1, y1, x2, y2) and labels [num_gts]."""
-    h, w = size
-    max_side = 0.75 * min(h, w)
-    gts = []
-    for _ in range(num_imgs):
-        log_side = math.log(16) + torch.rand(num_gts, generator=gen) * (math.log(min(512, max_side)) - math.log(16))
-        log_ratio = (torch.rand(num_gts, generator=gen) * 2 - 1) * math.log(2)
-        bw = (log_side + 0.5 * log_ratio).exp().clamp(max=max_side)
-        bh = (log_side - 0.5 * log_ratio).exp().clamp(max=max_side)
-        cx = torch.rand(num_gts, generator=gen) * w
-        cy = torch.rand(num_gts, generator=gen) * h
-        boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
-        boxes = torch.minimum(boxes.clamp(min=0), torch.tensor([w, h, w, h], dtype=boxes.dtype))
-        gts.append(InstanceData(bboxes=boxes, labels=torch.randint(0, NUM_CLASSES, (num_gts, ), generator=gen)))
-    return gts
 
 
 def build_head(head_type: str, **overrides) -> torch.nn.Module:
@@ -201,22 +182,6 @@ def reassign_arguments(head, outs: tuple, gts: List[InstanceData], metas: List[d
 
 def _is_crash(error: ValueError) -> bool:
     return CRASH_MESSAGE in str(error)
-
-
-def time_round_robin(fns: Dict[str, Callable], device: str, warmup: int, repeat: int) -> Dict[str, List[float]]:
-    """Milliseconds per call of every function: {name: [repeat times]}."""
-    names = list(fns)
-    times = {name: [] for name in names}
-    for round_ in range(warmup + repeat):
-        start_at = round_ % len(names)
-        for name in names[start_at:] + names[:start_at]:
-            sync(device)
-            start = time.perf_counter()
-            fns[name]()
-            sync(device)
-            if round_ >= warmup:
-                times[name].append(1000 * (time.perf_counter() - start))
-    return times
 
 
 def _subset(items: Sequence, keep: Sequence[int]) -> list:
@@ -339,7 +304,7 @@ def bench_assignment(args, device: str) -> List[dict]:
     torch.manual_seed(args.seed)
     h, w = args.size
     metas = [dict(img_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w)) for _ in range(args.num_images)]
-    gts = random_gts(args.num_images, args.num_gts, (h, w), gen)
+    gts = random_gts(args.num_images, args.num_gts, (h, w), NUM_CLASSES, gen)
     feats = [torch.randn(args.num_images, CHANNELS, *hw, generator=gen).to(device) for hw in level_sizes(h, w)]
     gts = [InstanceData(bboxes=g.bboxes.to(device), labels=g.labels.to(device)) for g in gts]
     results, heads, fresh = [], {}, None
@@ -435,7 +400,7 @@ def random_detection_batch(num_imgs: int, num_gts: int, size: Sequence[int], see
     h, w = size
     inputs = torch.randn(num_imgs, 3, h, w, generator=gen).to(device)
     samples = []
-    for gt in random_gts(num_imgs, num_gts, size, gen):
+    for gt in random_gts(num_imgs, num_gts, size, NUM_CLASSES, gen):
         sample = DetDataSample(metainfo=dict(img_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w)))
         sample.gt_instances = InstanceData(bboxes=gt.bboxes.to(device), labels=gt.labels.to(device))
         samples.append(sample)

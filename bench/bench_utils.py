@@ -1,7 +1,12 @@
-"""What the benchmarks in bench/ share: the machine's name and device synchronisation around timings."""
+"""What the benchmarks in bench/ share: the machine's name, device synchronisation around timings, round-robin
+timing and COCO-like random GT boxes."""
+import math
 import platform
+import time
+from typing import Callable, Dict, List, Sequence
 
 import torch
+from mmengine.structures import InstanceData
 
 
 def sync(device: str) -> None:
@@ -20,3 +25,52 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def time_round_robin(fns: Dict[str, Callable], device: str, warmup: int, repeat: int) -> Dict[str, List[float]]:
+    """Milliseconds (wall clock) per call of every function, the functions taking turns (the first one rotating
+    each round), ``warmup`` unrecorded rounds first: {name: [repeat times]}."""
+    return time_round_robin_clocks(fns, device, warmup, repeat, {'wall': time.perf_counter})['wall']
+
+
+def time_round_robin_clocks(fns: Dict[str, Callable], device: str, warmup: int, repeat: int,
+                            clocks: Dict[str, Callable[[], float]]) -> Dict[str, Dict[str, List[float]]]:
+    """:func:`time_round_robin` read on several clocks (seconds-valued functions such as ``time.perf_counter`` or
+    ``time.process_time``, the CPU time of all the process's threads): {clock: {name: [repeat milliseconds]}}."""
+    names = list(fns)
+    times = {clock: {name: [] for name in names} for clock in clocks}
+    for round_ in range(warmup + repeat):
+        start_at = round_ % len(names)
+        for name in names[start_at:] + names[:start_at]:
+            sync(device)
+            start = {clock: read() for clock, read in clocks.items()}
+            fns[name]()
+            sync(device)
+            if round_ >= warmup:
+                for clock, read in clocks.items():
+                    times[clock][name].append(1000 * (read() - start[clock]))
+    return times
+
+
+def random_gts(num_imgs: int, num_gts: int, size: Sequence[int], num_classes: int,
+               gen: torch.Generator) -> List[InstanceData]:
+    """Per image ``num_gts`` COCO-like GT boxes [num_gts, 4] (x1, y1, x2, y2) and labels [num_gts] on the CPU.
+
+    Square roots of the areas log-uniform in 16-512 px (at most 3/4 of the shorter image side), aspect ratios
+    log-uniform in 1/2-2, centres uniform, boxes clipped to the image of ``size`` (H, W); labels uniform over
+    ``num_classes``.
+    """
+    h, w = size
+    max_side = 0.75 * min(h, w)
+    gts = []
+    for _ in range(num_imgs):
+        log_side = math.log(16) + torch.rand(num_gts, generator=gen) * (math.log(min(512, max_side)) - math.log(16))
+        log_ratio = (torch.rand(num_gts, generator=gen) * 2 - 1) * math.log(2)
+        bw = (log_side + 0.5 * log_ratio).exp().clamp(max=max_side)
+        bh = (log_side - 0.5 * log_ratio).exp().clamp(max=max_side)
+        cx = torch.rand(num_gts, generator=gen) * w
+        cy = torch.rand(num_gts, generator=gen) * h
+        boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+        boxes = torch.minimum(boxes.clamp(min=0), torch.tensor([w, h, w, h], dtype=boxes.dtype))
+        gts.append(InstanceData(bboxes=boxes, labels=torch.randint(0, num_classes, (num_gts, ), generator=gen)))
+    return gts
