@@ -32,7 +32,8 @@ def _test_options(toy_root):
     ]
 
 
-def test_dist_train_takes_the_same_batch_switch_on_both_ranks(toy_root, tmp_path):
+@pytest.mark.parametrize('granularity', ['batch', 'gt_level'])
+def test_dist_train_takes_the_same_batch_switch_on_both_ranks(toy_root, tmp_path, granularity):
     """Was: the toy config trained with mmengine's one DDP for the whole pair and failed at the first step; with
     MMSeparateDistributedDataParallel, DDP refused device_ids on the CPU, then CoLAD could not reach the wrapped
     networks' heads (and bypassed their DDP forward, which synchronises the gradients)."""
@@ -60,7 +61,7 @@ def test_dist_train_takes_the_same_batch_switch_on_both_ranks(toy_root, tmp_path
     cfg = tmp_path / 'dist_colad.py'
     cfg.write_text(f"_base_ = [{CONFIG!r}]\ncustom_imports = dict(imports=['mmkd', 'rank_switch'])\n"
                    "custom_hooks = [dict(type='RankSwitchHook')]\n"
-                   "model = dict(switch=dict(type='StdMeanCriterion', granularity='batch'))\n")
+                   f"model = dict(switch=dict(type='StdMeanCriterion', granularity='{granularity}'))\n")
     env = tool_env()
     env['PYTHONPATH'] = f'{tmp_path}:{env["PYTHONPATH"]}'
     env['PORT'] = str(_free_port())
@@ -76,13 +77,17 @@ def test_dist_train_takes_the_same_batch_switch_on_both_ranks(toy_root, tmp_path
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rank0, rank1 = ([json.loads(line) for line in open(work / f'switch{rank}.jsonl')] for rank in (0, 1))
     assert len(rank0) == len(rank1) == 2  # 16 images, 2 ranks x 4 per batch
-    for a, b in zip(rank0, rank1):
-        assert a == b  # the same rho (the statistics all-reduced) and the same teacher on both ranks
-        assert {a['switch.share.w32'], a['switch.share.w16']} == {0.0, 1.0}
+    if granularity == 'batch':
+        for a, b in zip(rank0, rank1):
+            assert a == b  # the same rho (the statistics all-reduced) and the same teacher on both ranks
+            assert {a['switch.share.w32'], a['switch.share.w16']} == {0.0, 1.0}
     # each rank trained on its own half of the data: the gradients were synchronised by each network's DDP
     weights0, weights1 = torch.load(work / 'rank0.pth'), torch.load(work / 'rank1.pth')
     trained = [k for k in weights0 if 'atss_cls' in k]
     assert trained and all(torch.equal(weights0[k], weights1[k]) for k in trained), trained
+    # the switch's state is the same on every rank (units summed over the ranks), so that a resume from rank 0's
+    # checkpoint continues every rank's
+    assert torch.equal(weights0['switch_units'], weights1['switch_units']) and int(weights0['switch_units'].sum()) > 0
 
 
 @pytest.fixture(scope='module')

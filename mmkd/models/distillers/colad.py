@@ -6,6 +6,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmdet.models.utils import unpack_gt_instances
+from mmengine import dist
 from mmengine.config import ConfigDict
 from mmengine.optim import OptimWrapperDict
 from torch import Tensor
@@ -35,8 +36,8 @@ class CoLAD(MultiNetworkModel):
     the initial teacher only in that it wins ties (the paper calls the larger or pretrained one the teacher).
 
     The checkpoint holds every network (prefix = its name) and every optimizer and scheduler; the buffer
-    ``switch_units`` (units each network has assigned since the start) is the switch's state and resumes with
-    them. Validation, testing and export use ``predict_network`` (``tools/test.py --cfg-options
+    ``switch_units`` (units each network has assigned since the start, summed over the ranks) is the switch's state
+    and resumes with them. Validation, testing and export use ``predict_network`` (``tools/test.py --cfg-options
     model.predict_network=<name>`` tests another; ``tools/export_student.py --network <name>`` exports another as a
     stock mmdet PAA detector).
 
@@ -158,7 +159,9 @@ class CoLAD(MultiNetworkModel):
                                                          batch_gt_instances, batch_img_metas, batch_gt_instances_ignore)
         if self.training:
             units = decision.teacher[decision.has_candidates]
-            self.switch_units += torch.bincount(units, minlength=len(keys)).to(self.switch_units.device)
+            assigned = torch.bincount(units, minlength=len(keys)).to(self.switch_units.device)
+            dist.all_reduce(assigned)  # summed over the ranks: every rank keeps (and a resume restores) the same state
+            self.switch_units += assigned
         losses = {
             key: head.losses_from_assignment(*out, assignment, len(batch_img_metas), iou_weighted_bbox=False)
             for key, head, out in zip(keys, heads, outs)
