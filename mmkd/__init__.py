@@ -8,6 +8,6 @@ from .utils import checkpoint as _checkpoint  # noqa: E402
 
 _checkpoint.install()
 
-from . import datasets, engine, models  # noqa: E402,F401  (registers mmkd's components)
+from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers mmkd's components)
 
 __all__ = ['__version__']

@@ -5,8 +5,8 @@ mmkd adds to the registries of the libraries it plugs into, so that a stock mmde
 
 * detection components (distillers, heads, assigners, toy detection data) go to mmdet's registries;
 * segmentation components go to mmseg's;
-* components shared by both (losses, hooks, optimizer wrappers and their constructors) go to mmengine's root
-  registries, which mmdet's and mmseg's registries consult when a name is not their own;
+* components shared by both (losses, hooks, optimizer wrappers and their constructors, metric wrappers) go to
+  mmengine's root registries, which mmdet's and mmseg's registries consult when a name is not their own;
 * components with no host library (the metric-learning module: models, datasets, samplers, metrics,
   transforms) go to mmkd's own child registries of mmengine's roots below, so that a config with
   ``default_scope='mmkd'`` runs through the stock tools.
@@ -16,6 +16,7 @@ from mmdet.registry import DATASETS as DET_DATASETS
 from mmdet.registry import MODELS as DET_MODELS
 from mmdet.registry import TASK_UTILS as DET_TASK_UTILS
 from mmengine.registry import HOOKS
+from mmengine.registry import METRICS as SHARED_METRICS
 from mmengine.registry import MODELS as SHARED_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, Registry
 from mmseg.registry import DATASETS as SEG_DATASETS
@@ -51,7 +52,7 @@ def _scope_only_children() -> dict:
 SCOPE_ONLY_REGISTRIES = _scope_only_children()
 
 __all__ = [
-    'DET_MODELS', 'DET_TASK_UTILS', 'DET_DATASETS', 'SEG_MODELS', 'SEG_DATASETS', 'SHARED_MODELS', 'HOOKS',
-    'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'SCOPE', 'MODELS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS',
-    'METRICS', 'SCOPE_ONLY_REGISTRIES'
+    'DET_MODELS', 'DET_TASK_UTILS', 'DET_DATASETS', 'SEG_MODELS', 'SEG_DATASETS', 'SHARED_MODELS', 'SHARED_METRICS',
+    'HOOKS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'SCOPE', 'MODELS', 'DATASETS', 'DATA_SAMPLERS',
+    'TRANSFORMS', 'METRICS', 'SCOPE_ONLY_REGISTRIES'
 ]

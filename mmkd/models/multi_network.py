@@ -189,6 +189,10 @@ class MultiNetworkModel(MultiNetworkTrainMixin, Deployable, BaseModel):
             ``_scope_`` key names (``'mmdet'``, ``'mmseg'``, ``'mmkd'``).
         predict_network: the network that predicts in validation and testing and that export ships; by
             default the first of ``networks``.
+        also_predict: other networks that predict too, in validation and testing, each into the data samples'
+            field ``<name>_pred_instances``, where :class:`~mmkd.evaluation.NetworkMetric` evaluates it: with
+            ``val_evaluator=[<metric>, dict(type='NetworkMetric', network=<name>, metric=<metric>)]`` both
+            networks are validated in every validation (each prediction costs that network's forward).
         data_preprocessor: the data preprocessor of the batch that all networks share (a config or module);
             by default ``predict_network``'s own.
         init_cfg: initialisation config.
@@ -200,8 +204,13 @@ class MultiNetworkModel(MultiNetworkTrainMixin, Deployable, BaseModel):
                  networks: Dict[str, Union[dict, nn.Module]],
                  predict_network: Optional[str] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 also_predict: Sequence[str] = ()):
         predict_network = self._predict_network(networks, predict_network)
+        also_predict = (also_predict, ) if isinstance(also_predict, str) else tuple(also_predict)
+        unknown = [name for name in also_predict if name not in networks]
+        if unknown:
+            raise KeyError(f'also_predict names {unknown}, which are not networks: {list(networks)}')
         built = {
             name: build_in_scope(cfg, _network_registry(cfg)) if isinstance(cfg, dict) else cfg
             for name, cfg in networks.items()
@@ -210,6 +219,7 @@ class MultiNetworkModel(MultiNetworkTrainMixin, Deployable, BaseModel):
             data_preprocessor = built[predict_network].data_preprocessor
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.predict_network = predict_network
+        self.also_predict = also_predict
         for name, network in built.items():
             if hasattr(self, name) or name in self.reserved_names:
                 raise ValueError(f'networks.{name}: {name!r} is an attribute of {type(self).__name__} already; '
@@ -275,6 +285,16 @@ class MultiNetworkModel(MultiNetworkTrainMixin, Deployable, BaseModel):
         return self.network(self.predict_network)
 
     def predict(self, inputs, data_samples=None, **kwargs):
+        """``predict_network``'s predictions; those of ``also_predict`` in ``<name>_pred_instances`` fields."""
+        for name in self.also_predict:
+            if name == self.predict_network:
+                continue
+            # mmdet / mmseg models write their predictions into the given samples: move each aside
+            for sample in self.network(name).predict(inputs, data_samples, **kwargs):
+                for field in ('pred_instances', 'pred_sem_seg', 'seg_logits'):
+                    if field in sample:
+                        sample.set_field(sample.get(field), f'{name}_{field}')
+                        delattr(sample, field)
         return self.deployable_network.predict(inputs, data_samples, **kwargs)
 
     def _forward(self, inputs, data_samples=None, **kwargs):

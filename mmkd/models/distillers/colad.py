@@ -51,12 +51,15 @@ class CoLAD(MultiNetworkModel):
             by :meth:`init_weights`, after that initialisation: a missing file, or weights that do not fit the
             network, raise an error naming the network and the file (an mmkd run's checkpoint gives the network
             that run deploys).
-        switch: the switch criterion config.
+        switch: the switch criterion config (``StdMeanCriterion`` or ``FisherCriterion``); by default std/mean
+            per GT box and FPN level, the official code's. None is refused.
         predict_network: the network validated, tested and exported; by default the first.
         gmm_backend: must be ``'torch'`` (the switch needs the batched assignment).
         data_preprocessor: by default ``predict_network``'s; every network must normalise and pad alike (they
             share the batch).
         init_cfg: initialisation config of the pair.
+        also_predict: other networks validated and tested too, through
+            :class:`~mmkd.evaluation.NetworkMetric` (see :class:`~mmkd.models.MultiNetworkModel`).
     """
 
     reserved_names = ('switch', 'switch_units', 'network_checkpoints')
@@ -68,7 +71,8 @@ class CoLAD(MultiNetworkModel):
                  predict_network: Optional[str] = None,
                  gmm_backend: str = 'torch',
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 also_predict: Sequence[str] = ()) -> None:
         name = type(self).__name__
         if not isinstance(networks, dict) or len(networks) < 2:
             raise ValueError(f'{name} trains two or more networks together: networks=dict(<name>=<PAA detector '
@@ -89,7 +93,7 @@ class CoLAD(MultiNetworkModel):
             key: with_lad_head(self._network_config(cfg, key), f'networks.{key}', gmm_backend)
             for key, cfg in networks.items()
         }
-        super().__init__(configs, predict_network, data_preprocessor, init_cfg)
+        super().__init__(configs, predict_network, data_preprocessor, init_cfg, also_predict)
         self.network_checkpoints = {key: path for key, path in checkpoints.items() if path}
         self.switch = build_switch(switch)
         heads = [self.head_of(key) for key in self.trainable_networks]

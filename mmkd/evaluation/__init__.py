@@ -1,0 +1,3 @@
+from .network_metric import NetworkMetric
+
+__all__ = ['NetworkMetric']
