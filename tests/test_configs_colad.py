@@ -238,3 +238,19 @@ def test_colad_model_builds_as_configured(name):
         params = {id(p) for p in getattr(model, key).parameters()}
         group_params = {id(p) for group in wrappers[key].optimizer.param_groups for p in group['params']}
         assert group_params == params, f'the optimizer of {key} should hold exactly its parameters'
+
+
+@pytest.mark.parametrize(
+    'path',
+    sorted(glob.glob(osp.join(COLAD_DIR, 'colad*.py')) + glob.glob(osp.join(COLAD_DIR, 'lad-switch*.py')) +
+           glob.glob(osp.join(CONFIGS, 'lad', 'lad-switch*.py'))),
+    ids=osp.basename)
+def test_switch_scalars_are_averaged_like_the_losses(path):
+    """mmengine's LogProcessor averages only the scalars its mean_pattern matches and logs the others at the logging
+    iteration: the switch configs add the switch scalars, so that the log and the switch plot show the window."""
+    import re
+    cfg = Config.fromfile(path)
+    pattern = re.compile(cfg.log_processor.mean_pattern)
+    for key in ('switch.share.w16', 'switch.rho.teacher', 'r50.loss_cls', 'time'):
+        assert pattern.search(key), key
+    assert not pattern.search('w16.lr')

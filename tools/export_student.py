@@ -6,7 +6,7 @@ writes OUT_DIR/student.pth and OUT_DIR/student_config.py: the network that the m
 (see mmkd.models.utils.Deployable). A detection or segmentation network loads in mmdet's DetInferencer
 (or mmseg's MMSegInferencer) without mmkd installed; --network picks another network of a model that
 trains several (a CoLAD pair); a config that still names mmkd types (mmkd's own
-model kinds) says so, and needs mmkd.
+model kinds, or a head with no mmdet equivalent such as COPHead) says so, and needs mmkd.
 """
 import argparse
 

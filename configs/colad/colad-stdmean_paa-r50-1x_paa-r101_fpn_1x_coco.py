@@ -30,3 +30,6 @@ train_dataloader = dict(batch_size=2)
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 # distributed: one DDP per network (CoLAD's train_step steps each network with its own optimizer)
 model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False)
+# the switch scalars (switch.rho.*, switch.share.*) averaged over the logger's window like the losses (mmengine
+# logs other scalars as their value at the logging iteration)
+log_processor = dict(mean_pattern=r'.*(loss|time|data_time|grad_norm|switch).*')

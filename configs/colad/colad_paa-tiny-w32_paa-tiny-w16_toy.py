@@ -17,3 +17,6 @@ optim_wrapper = dict(_delete_=True, constructor='MultiNetworkOptimWrapperConstru
 param_scheduler = dict(_delete_=True, w32=_schedule, w16=_schedule)
 # distributed: one DDP per network (CoLAD's train_step steps each network with its own optimizer)
 model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False)
+# the switch scalars (switch.rho.*, switch.share.*) averaged over the logger's window like the losses (mmengine
+# logs other scalars as their value at the logging iteration)
+log_processor = dict(mean_pattern=r'.*(loss|time|data_time|grad_norm|switch).*')

@@ -18,3 +18,6 @@ model = dict(
     assign_by='teacher',
     switch=dict(type='StdMeanCriterion', granularity='gt_level'),
     gmm_backend='torch')
+# the switch scalars (switch.rho.*, switch.share.*) averaged over the logger's window like the losses (mmengine
+# logs other scalars as their value at the logging iteration)
+log_processor = dict(mean_pattern=r'.*(loss|time|data_time|grad_norm|switch).*')

@@ -5,3 +5,6 @@
 _base_ = ['../lad/lad_paa-r101_paa-r50_fpn_1x_coco.py']
 
 model = dict(switch=dict(type='StdMeanCriterion', granularity='gt_level'))
+# the switch scalars (switch.rho.*, switch.share.*) averaged over the logger's window like the losses (mmengine
+# logs other scalars as their value at the logging iteration)
+log_processor = dict(mean_pattern=r'.*(loss|time|data_time|grad_norm|switch).*')

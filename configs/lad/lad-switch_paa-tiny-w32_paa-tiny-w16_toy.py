@@ -3,3 +3,6 @@
 _base_ = ['./lad_paa-tiny-w32_paa-tiny-w16_toy.py']
 
 model = dict(switch=dict(type='StdMeanCriterion', granularity='gt_level'))
+# the switch scalars (switch.rho.*, switch.share.*) averaged over the logger's window like the losses (mmengine
+# logs other scalars as their value at the logging iteration)
+log_processor = dict(mean_pattern=r'.*(loss|time|data_time|grad_norm|switch).*')

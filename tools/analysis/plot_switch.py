@@ -5,12 +5,19 @@ The run's scalars are those that mmengine's ``LocalVisBackend`` writes to
 training (``'step'`` = the global iteration, ``'iter'``, ``'lr'``, the losses, ...) and per validation.
 The switch keys (issue 10, CoLAD) are, for each network ``<name>``:
 
-- ``'switch.share.<name>'``: fraction in [0, 1] of the iteration's assignment units (GT x level, GT, image or
-  batch) whose labels that network assigned;
-- ``'switch.rho.<name>'``: the mean switch criterion (std/mean or Fisher) of that network over those units;
+- ``'switch.share.<name>'``: fraction in [0, 1] of the iteration's assignment units with candidates (GT x level,
+  GT, image or batch) whose labels that network assigned;
+- ``'switch.rho.<name>'``: the mean switch criterion (std/mean or Fisher) of that network over the units where it
+  is defined (an iteration where it is defined nowhere does not log it, so the record repeats the last logged
+  value; a run that never logged it has no key: drawn as a gap);
 - ``'<name>.loss'`` (and ``'<name>.loss_cls'``, ...): that network's losses (CoLAD). A LAD run trains one
   network, the student (networks ``teacher`` and ``student``), whose losses are logged without a prefix
   (``'loss'``, ``'loss_cls'``, ...): they are drawn as the student's.
+
+mmengine's ``LogProcessor`` averages the scalars its ``mean_pattern`` matches over its window (``window_size``, 50
+in mmdet's default runtime) and writes the others as their value at the logging iteration: mmkd's CoLAD and
+LAD-with-switch configs add ``switch`` to ``mean_pattern`` (window means, like the losses); without it the plot
+shows one iteration's switch per logger interval. In distributed training the values are rank 0's.
 
 The PNG has three panels against the iteration: the share of labels that each network assigned (stacked
 when the shares sum to one), each network's rho, and the losses (the totals; every term with

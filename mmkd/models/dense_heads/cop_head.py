@@ -42,7 +42,7 @@ def cop_logits(cls_logits: Tensor, obj_logits: Tensor, num_anchors: int = 1) -> 
     ``1 - o s = (1 - o) + o (1 - s)``: a sum of positive terms, so no cancellation when p is near 1 and no
     underflow when it is near 0. The logit is finite and has finite gradients for any finite logits
     (e.g. +-1e4), in float32 whatever the autocast state (float64 inputs stay float64). The windows are
-    materialised: autograd keeps about 34 times the class map (344 MB for a [2, 80, 100, 168] map, COCO's P3 at
+    materialised: autograd keeps about 34 times the class map (344 MiB for a [2, 80, 100, 168] map, COCO's P3 at
     batch 2).
 
     Args:
