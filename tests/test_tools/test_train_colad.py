@@ -91,3 +91,28 @@ def test_lad_with_switch_trains_from_config(toy_root, tmp_path):
     scalars = [json.loads(line) for line in open(next(tmp_path.glob('*/vis_data/scalars.json')))]
     logged = set().union(*scalars)
     assert {'switch.rho.teacher', 'switch.rho.student', 'switch.share.teacher', 'switch.share.student'} <= logged
+
+
+def test_both_networks_are_tested_in_one_run(trained, toy_root, tmp_path):
+    """``also_predict`` + ``NetworkMetric``: one tools/test.py run gives each network's COCO AP, the same numbers as
+    testing each network alone."""
+    cfg = tmp_path / 'both.py'
+    cfg.write_text(f"_base_ = [{CONFIG!r}]\n"
+                   "model = dict(also_predict=['w32'])\n"
+                   "test_evaluator = [{{_base_.test_evaluator}},\n"
+                   "                  dict(type='NetworkMetric', network='w32', metric={{_base_.test_evaluator}})]\n")
+    ckpt = str(trained / 'full' / 'epoch_2.pth')
+    options = [o for o in colad_options(toy_root, 2) if not o.startswith('test_evaluator.')]
+    ann = f'{toy_root}/annotations/instances_val.json'
+    test = [PYTHON, osp.join(TOOLS, 'test.py')]
+
+    def metrics(config, work, *extra):
+        _run(test + [str(config), ckpt, '--work-dir', str(tmp_path / work)] + options + list(extra), tmp_path)
+        return json.load(open(next((tmp_path / work).glob('*/*.json'))))
+
+    both = metrics(cfg, 'both', 'test_evaluator.0.ann_file=' + ann, 'test_evaluator.1.metric.ann_file=' + ann)
+    alone_w16 = metrics(CONFIG, 'w16', 'test_evaluator.ann_file=' + ann)
+    alone_w32 = metrics(CONFIG, 'w32', 'test_evaluator.ann_file=' + ann, 'model.predict_network=w32')
+    assert both['coco/bbox_mAP'] == alone_w16['coco/bbox_mAP']
+    assert both['w32/coco/bbox_mAP'] == alone_w32['coco/bbox_mAP']
+    assert both['w32/coco/bbox_mAP_50'] == alone_w32['coco/bbox_mAP_50']
