@@ -242,8 +242,9 @@ def test_colad_model_builds_as_configured(name):
 
 @pytest.mark.parametrize(
     'path',
-    sorted(glob.glob(osp.join(COLAD_DIR, 'colad*.py')) + glob.glob(osp.join(COLAD_DIR, 'lad-switch*.py')) +
-           glob.glob(osp.join(CONFIGS, 'lad', 'lad-switch*.py'))),
+    sorted(
+        glob.glob(osp.join(COLAD_DIR, 'colad*.py')) + glob.glob(osp.join(COLAD_DIR, 'lad-switch*.py')) +
+        glob.glob(osp.join(CONFIGS, 'lad', 'lad-switch*.py'))),
     ids=osp.basename)
 def test_switch_scalars_are_averaged_like_the_losses(path):
     """mmengine's LogProcessor averages only the scalars its mean_pattern matches and logs the others at the logging

@@ -173,7 +173,7 @@ class QuickstartProgressHook(Hook):
         if done == 1 or batch_idx + 1 == len(runner.train_dataloader):
             elapsed = time.time() - self.start
             loss = ' / '.join(f'{name} {statistics.fmean(values[-50:]):.3f}'.lstrip()
-                             for name, values in self.losses.items()) or 'nan'
+                              for name, values in self.losses.items()) or 'nan'
             print(
                 f'  [{self.label}] epoch {runner.epoch + 1}/{runner.max_epochs}  iter {done}/{total}  '
                 f'loss {loss}  elapsed {clock(elapsed)}  left ~{clock(elapsed / done * (total - done))}',
