@@ -62,7 +62,7 @@ import warnings
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
-from bench_utils import cpu_model, random_gts, time_round_robin_clocks
+from bench_utils import check_device, cpu_model, random_gts, time_round_robin_clocks
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -362,10 +362,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         args.warmup, args.repeat = 1, 1
     if args.repeat < 1 or args.warmup < 0:
         parser.error(f'--repeat must be >= 1 and --warmup >= 0, got {args.repeat} and {args.warmup}')
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
-        parser.error('--device cuda asked for, but torch sees no CUDA device')
-    if args.device != 'cpu' and not args.device.startswith('cuda'):
-        parser.error(f'--device must be cpu or cuda, got {args.device!r}')
+    check_device(parser, args.device)
     return args
 
 

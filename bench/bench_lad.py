@@ -65,7 +65,7 @@ import warnings
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from bench_utils import cpu_model, random_gts, time_round_robin
+from bench_utils import check_device, cpu_model, random_gts, time_round_robin
 from mmdet.models.utils import levels_to_images, multi_apply
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -554,10 +554,7 @@ def parse_args():
         args.num_images, args.num_gts, args.size = 2, 4, [256, 320]
         args.train_images, args.train_gts, args.train_size = 1, 4, [128, 160]
         args.warmup, args.repeat = 0, 1
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
-        parser.error('--device cuda asked for, but torch sees no CUDA device')
-    if args.device != 'cpu' and not args.device.startswith('cuda'):
-        parser.error(f'--device must be cpu or cuda, got {args.device!r}')
+    check_device(parser, args.device)
     return args
 
 

@@ -74,3 +74,11 @@ def random_gts(num_imgs: int, num_gts: int, size: Sequence[int], num_classes: in
         boxes = torch.minimum(boxes.clamp(min=0), torch.tensor([w, h, w, h], dtype=boxes.dtype))
         gts.append(InstanceData(bboxes=boxes, labels=torch.randint(0, num_classes, (num_gts, ), generator=gen)))
     return gts
+
+
+def check_device(parser, device: str) -> None:
+    """``parser.error`` unless ``device`` is ``cpu`` or a CUDA device that torch sees."""
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error('--device cuda asked for, but torch sees no CUDA device')
+    if device != 'cpu' and not device.startswith('cuda'):
+        parser.error(f'--device must be cpu or cuda, got {device!r}')
