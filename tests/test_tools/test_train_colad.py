@@ -94,13 +94,22 @@ def test_lad_with_switch_trains_from_config(toy_root, tmp_path):
 
 
 def test_both_networks_are_tested_in_one_run(trained, toy_root, tmp_path):
-    """``also_predict`` + ``NetworkMetric``: one tools/test.py run gives each network's COCO AP, the same numbers as
-    testing each network alone."""
+    """``also_predict`` + ``NetworkMetric``: one tools/test.py run gives each network's COCO AP and predictions, the
+    same as testing each network alone (the predictions are compared box by box: after two toy epochs the APs are
+    near zero)."""
+    import pickle
     cfg = tmp_path / 'both.py'
     cfg.write_text(f"_base_ = [{CONFIG!r}]\n"
                    "model = dict(also_predict=['w32'])\n"
                    "test_evaluator = [{{_base_.test_evaluator}},\n"
-                   "                  dict(type='NetworkMetric', network='w32', metric={{_base_.test_evaluator}})]\n")
+                   "                  dict(type='NetworkMetric', network='w32', metric={{_base_.test_evaluator}}),\n"
+                   f"                  dict(type='DumpDetResults', out_file_path={str(tmp_path / 'w16_both.pkl')!r}),\n"
+                   "                  dict(type='NetworkMetric', network='w32', metric=dict(type='DumpDetResults',\n"
+                   f"                       out_file_path={str(tmp_path / 'w32_both.pkl')!r}))]\n")
+    alone = tmp_path / 'alone.py'
+    alone.write_text(
+        f"_base_ = [{CONFIG!r}]\n"
+        "test_evaluator = [{{_base_.test_evaluator}}, dict(type='DumpDetResults', out_file_path='x.pkl')]\n")
     ckpt = str(trained / 'full' / 'epoch_2.pth')
     options = [o for o in colad_options(toy_root, 2) if not o.startswith('test_evaluator.')]
     ann = f'{toy_root}/annotations/instances_val.json'
@@ -111,8 +120,20 @@ def test_both_networks_are_tested_in_one_run(trained, toy_root, tmp_path):
         return json.load(open(next((tmp_path / work).glob('*/*.json'))))
 
     both = metrics(cfg, 'both', 'test_evaluator.0.ann_file=' + ann, 'test_evaluator.1.metric.ann_file=' + ann)
-    alone_w16 = metrics(CONFIG, 'w16', 'test_evaluator.ann_file=' + ann)
-    alone_w32 = metrics(CONFIG, 'w32', 'test_evaluator.ann_file=' + ann, 'model.predict_network=w32')
-    assert both['coco/bbox_mAP'] == alone_w16['coco/bbox_mAP']
-    assert both['w32/coco/bbox_mAP'] == alone_w32['coco/bbox_mAP']
-    assert both['w32/coco/bbox_mAP_50'] == alone_w32['coco/bbox_mAP_50']
+    alone_w16 = metrics(alone, 'w16', 'test_evaluator.0.ann_file=' + ann,
+                        f'test_evaluator.1.out_file_path={tmp_path}/w16_alone.pkl')
+    alone_w32 = metrics(alone, 'w32', 'test_evaluator.0.ann_file=' + ann, 'model.predict_network=w32',
+                        f'test_evaluator.1.out_file_path={tmp_path}/w32_alone.pkl')
+    for key in ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_s'):
+        assert both[f'coco/{key}'] == alone_w16[f'coco/{key}']
+        assert both[f'w32/coco/{key}'] == alone_w32[f'coco/{key}']
+    for network in ('w16', 'w32'):
+        with open(tmp_path / f'{network}_both.pkl', 'rb') as f:
+            got = pickle.load(f)
+        with open(tmp_path / f'{network}_alone.pkl', 'rb') as f:
+            expected = pickle.load(f)
+        assert len(got) == len(expected) > 0
+        assert sum(len(r['pred_instances']['scores']) for r in expected) > 0, network
+        for g, e in zip(got, expected):
+            for field in ('bboxes', 'scores', 'labels'):
+                assert (g['pred_instances'][field] == e['pred_instances'][field]).all(), (network, field)
