@@ -62,7 +62,7 @@ import warnings
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
-from bench_utils import check_device, cpu_model, random_gts, time_round_robin_clocks
+from bench_utils import check_device, device_name, random_gts, time_round_robin_clocks
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -373,10 +373,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
-    if device.startswith('cuda'):
-        name = torch.cuda.get_device_name()
-    else:
-        name = f'{cpu_model()}, {torch.get_num_threads()} threads, {os.cpu_count()} logical CPUs'
+    name = device_name(device)
     print(
         f'== {name}; torch {torch.__version__}; {args.warmup} warm-up round(s), {args.repeat} timed rounds, '
         'round-robin',

@@ -65,7 +65,7 @@ import warnings
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from bench_utils import check_device, cpu_model, random_gts, time_round_robin
+from bench_utils import check_device, device_name, random_gts, time_round_robin
 from mmdet.models.utils import levels_to_images, multi_apply
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -565,10 +565,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
-    if device.startswith('cuda'):
-        name = torch.cuda.get_device_name()
-    else:
-        name = f'{cpu_model()}, {torch.get_num_threads()} threads, {os.cpu_count()} logical CPUs'
+    name = device_name(device)
     h, w = args.size
     print(
         f'== {name}; torch {torch.__version__}; {args.warmup} warm-up round(s), {args.repeat} timed rounds, '

@@ -1,6 +1,7 @@
 """What the benchmarks in bench/ share: the machine's name, device synchronisation around timings, round-robin
 timing and COCO-like random GT boxes."""
 import math
+import os
 import platform
 import time
 from typing import Callable, Dict, List, Sequence
@@ -82,3 +83,10 @@ def check_device(parser, device: str) -> None:
         parser.error('--device cuda asked for, but torch sees no CUDA device')
     if device != 'cpu' and not device.startswith('cuda'):
         parser.error(f'--device must be cpu or cuda, got {device!r}')
+
+
+def device_name(device: str) -> str:
+    """The GPU's name, or the CPU model with the threads torch uses and the logical CPUs, for a benchmark header."""
+    if device.startswith('cuda'):
+        return torch.cuda.get_device_name()
+    return f'{cpu_model()}, {torch.get_num_threads()} threads, {os.cpu_count()} logical CPUs'
