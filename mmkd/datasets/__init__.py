@@ -1,5 +1,13 @@
+from .retrieval import Cars196Dataset, CUB200Dataset, RetrievalDataset, SOPDataset, ToyRetrievalDataset
+from .samplers import ClassBalancedSampler
+from .toy_retrieval import generate_toy_retrieval
 from .toy_shapes import CLASSES as TOY_SHAPES_CLASSES
 from .toy_shapes import ToyShapesDataset, generate_toy_shapes
+from .transforms import CropToBBox, LowResolution, PackEmbeddingInputs, RandomCrop, TeacherView
 from .unlabeled import UnlabeledDetDataset
 
-__all__ = ['ToyShapesDataset', 'UnlabeledDetDataset', 'generate_toy_shapes', 'TOY_SHAPES_CLASSES']
+__all__ = [
+    'RetrievalDataset', 'CUB200Dataset', 'Cars196Dataset', 'SOPDataset', 'ToyRetrievalDataset',
+    'generate_toy_retrieval', 'ClassBalancedSampler', 'RandomCrop', 'CropToBBox', 'LowResolution', 'TeacherView',
+    'PackEmbeddingInputs', 'ToyShapesDataset', 'UnlabeledDetDataset', 'generate_toy_shapes', 'TOY_SHAPES_CLASSES'
+]

@@ -8,7 +8,7 @@ import os.path as osp
 
 from mmengine.config import Config
 
-from mmkd.datasets import generate_toy_shapes
+from mmkd.datasets import generate_toy_retrieval, generate_toy_shapes
 from .stages import Method, Stage, register_method
 
 TOY_TEACHER = 'configs/toy/retinanet_tiny-w32_toy.py'
@@ -19,6 +19,10 @@ PAA_STUDENT = 'configs/toy/paa_tiny-w16_toy.py'
 LAD_STUDENT = 'configs/lad/lad_paa-tiny-w32_paa-tiny-w16_toy.py'
 SOLAD_STUDENT = 'configs/lad/solad_paa-tiny-w32_paa-tiny-w16_toy.py'
 COLAD_PAIR = 'configs/colad/colad_paa-tiny-w32_paa-tiny-w16_toy.py'
+EMBED_TEACHER = 'configs/metric_kd/embedder_r18-w16_ms_toy.py'
+EMBED_STUDENT = 'configs/metric_kd/embedder_r18-w4_ms_toy.py'
+EMBED_ABS = 'configs/metric_kd/metric-kd-abs_r18-w16-r18-w4_toy.py'
+EMBED_REL = 'configs/metric_kd/metric-kd-rel_r18-w16-r18-w4_toy.py'
 COCO_BBOX_METRICS = (('AP', 'coco/bbox_mAP'), ('AP50', 'coco/bbox_mAP_50'), ('AP75', 'coco/bbox_mAP_75'),
                      ('AP_S', 'coco/bbox_mAP_s'), ('AP_M', 'coco/bbox_mAP_m'), ('AP_L', 'coco/bbox_mAP_l'))
 
@@ -87,3 +91,35 @@ register_method(
         # fit in 15 minutes on 2 CPU cores (the lr steps keep their place)
         epochs=8,
         **TOY_DETECTION))
+
+
+def toy_retrieval_data(args: argparse.Namespace) -> str:
+    """Generates the toy retrieval species under ``args.data_root`` unless complete there; returns the folder."""
+    return generate_toy_retrieval(osp.abspath(args.data_root))
+
+
+def use_toy_retrieval(cfg: Config, data_root: str) -> None:
+    """Points the train / test data of a toy retrieval config at ``data_root``."""
+    for loader in ('train_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = data_root
+
+
+register_method(
+    Method(
+        name='metric',
+        summary='Metric-learning distillation (Yu et al., CVPR 2019): absolute and relative teacher, ResNet-18 '
+        'embeddings w16 -> w4 on the toy retrieval species',
+        stages=(
+            Stage('teacher', 'teacher (w16)', EMBED_TEACHER, per_seed=False),
+            Stage('student', 'student alone (w4)', EMBED_STUDENT),
+            Stage('abs', 'ML + KD (abs)', EMBED_ABS, teacher='teacher', tag='abs'),
+            Stage('rel', 'ML + KD (rel)', EMBED_REL, teacher='teacher', tag='rel'),
+        ),
+        metrics=(('R@1', 'retrieval/R@1'), ('R@2', 'retrieval/R@2'), ('R@4', 'retrieval/R@4'), ('R@8', 'retrieval/R@8'),
+                 ('mAP@R', 'retrieval/mAP@R'), ('NMI', 'retrieval/NMI')),
+        metric_scale=100,
+        metric_note='retrieval in %, toy test species (unseen in training)',
+        prepare_data=toy_retrieval_data,
+        use_data=use_toy_retrieval,
+        compare=('student', 'abs', 'rel'),
+        data_root='data/toy_retrieval/'))

@@ -81,6 +81,7 @@ class Method:
         missing_metrics_are_zero: a test that returns none of the metrics scores 0 (mmdet's CocoMetric returns
             nothing when the model detects nothing); otherwise missing metrics are an error.
         work_dir: the default ``--work-dir`` (default: ``work_dirs/quickstart_<name>``).
+        data_root: the default ``--data-root`` (default: ``data/toy_shapes/``, the toy detection data).
     """
     name: str
     summary: str
@@ -94,6 +95,7 @@ class Method:
     missing_metrics_are_zero: bool = False
     work_dir: Optional[str] = None
     epochs: Optional[int] = None
+    data_root: str = 'data/toy_shapes/'
 
     def compare_groups(self) -> Tuple[Tuple[str, ...], ...]:
         """``compare`` as groups (baseline, method, ...); none without ``compare``."""
@@ -406,19 +408,22 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--work-dir',
         help='where stages, logs and tables go (default: the method\'s, '
         'work_dirs/quickstart for ssim)')
-    parser.add_argument('--data-root', default='data/toy_shapes/', help='toy data folder (generated if absent)')
+    parser.add_argument(
+        '--data-root', help="toy data folder, generated if absent (default: the method's, data/toy_shapes/ for ssim)")
     parser.add_argument('--seeds', nargs='+', type=int, default=[0], help='seeds of the per-seed stages (students)')
     parser.add_argument('--teacher-seed', type=int, default=0, help='seed of the stages trained once (teachers)')
     parser.add_argument('--epochs', type=int, default=None, help='override the epochs of every stage')
     parser.add_argument('--force', action='store_true', help='retrain stages even if a matching record exists')
-    parser.add_argument('--num-train', type=int, default=400, help='toy train images (when generated here)')
-    parser.add_argument('--num-val', type=int, default=100, help='toy val images (when generated here)')
-    parser.add_argument('--image-size', type=int, default=256, help='toy image side (when generated here)')
+    parser.add_argument('--num-train', type=int, default=400, help='toy shapes train images (when generated here)')
+    parser.add_argument('--num-val', type=int, default=100, help='toy shapes val images (when generated here)')
+    parser.add_argument('--image-size', type=int, default=256, help='toy shapes image side (when generated here)')
     args = parser.parse_args(argv)
     if not args.list and args.method not in METHODS:
         parser.error(f'unknown method {args.method!r}; the methods are: {", ".join(sorted(METHODS))}')
     if args.work_dir is None and not args.list:
         args.work_dir = METHODS[args.method].work_dir or f'work_dirs/quickstart_{args.method}'
+    if args.data_root is None and not args.list:
+        args.data_root = METHODS[args.method].data_root
     return args
 
 

@@ -185,7 +185,7 @@ def test_list_and_default():
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['colad_not_yet'], "unknown method 'colad_not_yet'; the methods are: colad, lad, ssim"),
+    (['colad_not_yet'], "unknown method 'colad_not_yet'; the methods are: colad, lad, metric, ssim"),
     (['--seeds', 'one'], "invalid int value: 'one'"),
     (['--no-such-option'], 'unrecognized arguments: --no-such-option'),
 ])
@@ -365,3 +365,9 @@ def test_progress_line_shows_every_networks_loss(outputs, shown):
     hook.before_train(runner)
     hook.after_train_iter(runner, 0, outputs={k: torch.tensor(v) for k, v in outputs.items()})
     assert shown in stream.getvalue()
+
+
+def test_each_method_has_its_default_data_root():
+    assert parse_args([]).data_root == 'data/toy_shapes/'
+    assert parse_args(['metric']).data_root == 'data/toy_retrieval/'
+    assert parse_args(['metric', '--data-root', 'elsewhere/']).data_root == 'elsewhere/'

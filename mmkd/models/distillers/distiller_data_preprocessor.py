@@ -121,6 +121,12 @@ class DistillerDataPreprocessor(BaseDataPreprocessor):
             batch[i, :, :image.shape[-2], :image.shape[-1]] = image
         return batch
 
+    def teacher_batch(self, raw: List[Tensor]) -> Tensor:
+        """(N, C, H, W) batch of raw (C, h, w) images (e.g. a cross-quality teacher's own views) normalised the
+        teacher's way, padded to the largest (h, w) with the teacher's pad value."""
+        canvas = (max(image.shape[-2] for image in raw), max(image.shape[-1] for image in raw))
+        return self._normalise(raw, canvas)
+
     def teacher_inputs(self, inputs: Tensor) -> Tensor:
         """The teacher's batch that goes with the student batch ``inputs`` (N, C, H, W).
 

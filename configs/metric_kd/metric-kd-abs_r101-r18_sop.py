@@ -1,0 +1,12 @@
+# Table 2 of Yu et al. (CVPR 2019), Stanford Online Products: ML + KD (abs), the absolute teacher (Eq. 4); ResNet-18
+# student, ResNet-101 teacher, lambda = 2.0 (the reference lambda for Stanford Online Products).
+_base_ = ['./embedder_r18_triplet_sop.py']
+model = dict(
+    _delete_=True,
+    type='EmbeddingDistiller',
+    student={{_base_.model}},
+    teacher_cfg='{{fileDirname}}/embedder_r101_triplet_sop.py',
+    # the teacher's final checkpoint (train it with its own config first, or point this elsewhere with --cfg-options
+    # model.teacher_ckpt=...)
+    teacher_ckpt='work_dirs/embedder_r101_triplet_sop/epoch_100.pth',
+    distill_loss=dict(type='AbsoluteEmbeddingLoss', loss_weight=2.0))
