@@ -14,6 +14,10 @@ env_cfg = dict(
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
+# the ClassBalancedSampler's batch_size must be the dataloader's: checked before training. SyncBuffersHook averages the
+# BN statistics of the ranks after each epoch: each rank's own batches would otherwise leave each its own statistics,
+# the checkpoint rank 0's, and a distributed validation a mix that no checkpoint holds.
+custom_hooks = [dict(type='SamplerBatchCheckHook'), dict(type='SyncBuffersHook')]
 log_level = 'INFO'
 load_from = None
 resume = False

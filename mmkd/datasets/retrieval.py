@@ -7,6 +7,7 @@ options of the paper's Table 3. A data info holds ``img_path``, ``gt_label`` (-1
 (the dataset's own id) and, for CUB, Cars and the toy data, ``bbox`` = ``[x1, y1, x2, y2]`` in pixels of the
 image as stored. Images are not opened when loading: a missing image fails when the pipeline reads it.
 """
+import math
 import os.path as osp
 from typing import Dict, Iterator, List, Sequence, Tuple
 
@@ -35,8 +36,14 @@ def _read_table(path: str, fields: Sequence[str], owner: str, header: bool = Fal
         ValueError: a line with a wrong number of fields or a value that does not parse, naming file and line.
     """
     _require_file(path, owner)
-    with open(path, encoding='utf-8') as f:
-        for lineno, line in enumerate(f, start=1):
+    # utf-8-sig: a byte-order mark (files saved by some Windows editors) is not part of the first field
+    with open(path, encoding='utf-8-sig') as f:
+        try:
+            lines = f.readlines()
+        except UnicodeDecodeError as e:
+            line = e.object[:e.start].count(b'\n') + 1
+            raise ValueError(f'{owner}: {path}:{line}: not UTF-8 text ({e.reason} at byte {e.start})') from None
+        for lineno, line in enumerate(lines, start=1):
             if header and lineno == 1:
                 continue
             if not line.strip():
@@ -53,10 +60,13 @@ def _read_table(path: str, fields: Sequence[str], owner: str, header: bool = Fal
                         values.append(int(text))
                     elif name in ('x', 'y', 'width', 'height'):
                         values.append(float(text))
+                        if not math.isfinite(values[-1]):
+                            raise ValueError(text)
                     else:
                         values.append(text)
                 except ValueError:
-                    raise ValueError(f'{owner}: {path}:{lineno}: field {name!r} = {text!r} is not a number') from None
+                    kind = 'an integer' if name.endswith('_id') else 'a finite number'
+                    raise ValueError(f'{owner}: {path}:{lineno}: field {name!r} = {text!r} is not {kind}') from None
             yield lineno, values
 
 
@@ -149,6 +159,9 @@ class RetrievalDataset(BaseDataset):
             label = label_of.get(sample['class_id'])
             if label is not None:
                 data_list.append(dict(sample, gt_label=label))
+        if not data_list:
+            raise ValueError(f'{type(self).__name__}: split {self.split!r} of {self.data_root} has no image (its '
+                             f'{len(split_ids)} classes of {len(class_names)} have no listed image)')
         if self.unlabeled_fraction > 0:
             self._hide_labels(data_list)
             if self.drop_unlabeled:

@@ -446,7 +446,8 @@ def embedding_density(embeddings: ArrayLike, labels: ArrayLike, memory_budget: i
         memory_budget: bytes of one block of pairwise distances.
 
     Returns:
-        float: pi_ratio; nan without two classes or without a class of two samples.
+        float: pi_ratio; nan without two classes or without a class of two samples, or when every embedding is
+        the same point; inf when the class centres coincide but the samples do not.
     """
     x = torch.as_tensor(embeddings).to(torch.float64)
     y = torch.as_tensor(labels).to(x.device).long()
@@ -486,6 +487,8 @@ def embedding_density(embeddings: ArrayLike, labels: ArrayLike, memory_budget: i
         idx = torch.arange(start, min(num_classes, start + rows), device=x.device)
         dist[idx - start, idx] = 0  # the matrix-product path leaves rounding noise on the diagonal
         inter += float(dist.sum())
+    if inter == 0:  # every class centre in one point (collapsed embeddings): no density to speak of
+        return float('inf') if intra > 0 else float('nan')
     return (intra / z_intra) / (inter / (num_classes * (num_classes - 1)))
 
 

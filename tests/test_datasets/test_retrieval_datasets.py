@@ -194,13 +194,16 @@ def _rewrite_line(path: str, lineno: int, text: str) -> None:
     'file,lineno,text,match',
     [
         ('images.txt', 3, '3\n', r'images.txt:3: expected 2 fields'),
-        ('images.txt', 2, 'two 002.x/y.png\n', r"images.txt:2: field 'image_id' = 'two' is not a number"),
+        ('images.txt', 2, 'two 002.x/y.png\n', r"images.txt:2: field 'image_id' = 'two' is not an integer"),
         ('images.txt', 4, '3 005.Class_5/img_0.png\n', r'images.txt:4: image id 3 listed twice'),
         ('image_class_labels.txt', 5, '5 42\n', r'image_class_labels.txt:5: image 5 has class 42, which .*classes.txt'),
         ('image_class_labels.txt', 2, '99 2\n', r'images.txt:2: image 2 \(.*\) has no class in .*image_class_labels'),
         ('bounding_boxes.txt', 6, '6 1 1 0 3\n', r'bounding_boxes.txt:6: box of image 6 has width 0'),
         ('bounding_boxes.txt', 1, '99 1 1 2 3\n', r'images.txt:1: image 1 \(.*\) has no box'),
         ('classes.txt', 2, '9 again\n', r'classes.txt:5: class id 9 listed twice'),  # listed 7, 5, 11, 2, 9
+        ('bounding_boxes.txt', 2, '2 nan 1 5 5\n', r"bounding_boxes.txt:2: field 'x' = 'nan' is not a finite number"),
+        ('bounding_boxes.txt', 3, '3 1 1 inf 5\n',
+         r"bounding_boxes.txt:3: field 'width' = 'inf' is not a finite number"),
     ])
 def test_malformed_files_name_file_and_line(cub_root, file, lineno, text, match):
     root, _ = cub_root
@@ -336,3 +339,26 @@ def test_toy_retrieval_reads_generated_data(tmp_path):
         info = test.get_data_info(i)
         x1, y1, x2, y2 = info['bbox']
         assert osp.isfile(info['img_path']) and 0 <= x1 < x2 <= 32 and 0 <= y1 < y2 <= 32
+
+
+def test_encoding_errors_name_file_and_line_and_bom_is_read(cub_root):
+    root, _ = cub_root
+    path = osp.join(root, 'classes.txt')
+    with open(path, 'ab') as f:
+        f.write(b'99 caf\xe9\n')  # latin-1, not UTF-8: on line 6
+    with pytest.raises(ValueError, match=r'classes.txt:6: not UTF-8 text'):
+        CUB200Dataset(data_root=root)
+    with open(path, 'rb') as f:
+        lines = f.read().split(b'\n')[:5]
+    with open(path, 'wb') as f:  # the same file saved by an editor that writes a byte-order mark
+        f.write(b'\xef\xbb\xbf' + b'\n'.join(lines) + b'\n')
+    assert len(CUB200Dataset(data_root=root, split='all', serialize_data=False)) == sum(CUB_SIZES.values())
+
+
+def test_split_without_images_is_named(tmp_path):
+    root = str(tmp_path / 'CUB_200_2011')
+    write_cub(root, {1: 2, 2: 2})
+    for name in ('images.txt', 'image_class_labels.txt', 'bounding_boxes.txt'):
+        open(osp.join(root, name), 'w').close()
+    with pytest.raises(ValueError, match=r"CUB200Dataset: split 'train' of .* has no image"):
+        CUB200Dataset(data_root=root)

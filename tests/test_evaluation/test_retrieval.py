@@ -197,3 +197,11 @@ def test_runner_builds_the_evaluator_from_a_config():
     with DefaultScope.overwrite_default_scope('mmkd'):
         evaluator = Runner.build_evaluator(None, dict(type='RetrievalMetric', ks=(1, ), measures=('recall', )))
     assert [type(m).__name__ for m in evaluator.metrics] == ['RetrievalMetric']
+
+
+def test_pi_ratio_of_collapsed_embeddings_is_not_an_error():
+    labels = torch.tensor([0, 0, 1, 1])
+    assert math.isnan(retrieval_metrics(torch.ones(4, 3), labels, metrics=('pi_ratio', ))['pi_ratio'])
+    # class centres in one point, samples apart: no separation of classes at all
+    spread = torch.tensor([[1., 0.], [-1., 0.], [0., 1.], [0., -1.]])
+    assert retrieval_metrics(spread, labels, metrics=('pi_ratio', ))['pi_ratio'] == float('inf')

@@ -1,4 +1,5 @@
 """Metric-learning distillation of image embeddings: absolute / relative teacher, hints, attention."""
+import re
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -7,10 +8,20 @@ from mmengine.structures import BaseDataElement
 from torch import Tensor
 
 from mmkd.models.distillers.base_distiller import BaseDistiller
+from mmkd.models.losses import AbsoluteEmbeddingLoss
 from mmkd.models.utils import FeatureRecorder
 from mmkd.registry import MODELS
 from mmkd.utils.build import ConfigType, build_in_scope
 from .image_embedder import ImageEmbedder, sample_labels
+
+
+def default_feature_loss_name(loss_cfg: dict, student: str) -> str:
+    """``'loss_<kind>_<student submodule>'`` for a feature loss, e.g. ``'loss_hint_backbone_layer1'`` for a
+    ``HintLoss`` on ``backbone.layer1`` (``AttentionTransferLoss`` -> ``attention_transfer``)."""
+    kind = loss_cfg.get('type', 'feature') if isinstance(loss_cfg, dict) else type(loss_cfg).__name__
+    kind = getattr(kind, '__name__', str(kind)).split('.')[-1]
+    kind = re.sub(r'(?<!^)(?=[A-Z])', '_', re.sub(r'Loss$', '', kind)).lower() or 'feature'
+    return f'loss_{kind}_{student.replace(".", "_")}'
 
 
 @MODELS.register_module()
@@ -37,7 +48,7 @@ class EmbeddingDistiller(BaseDistiller):
             none (then ``feature_losses`` must not be empty).
         feature_losses: pairs of intermediate maps, each ``dict(student=<submodule name>, teacher=<submodule
             name>, loss=<loss config called as loss(student_map, teacher_map)>)`` and optionally ``name`` (the
-            logged key, default ``'loss_<i>.<student>'``).
+            logged key, default ``'loss_<kind>_<student>'``, e.g. ``'loss_hint_backbone_layer1'``).
     """
 
     def __init__(self,
@@ -63,10 +74,18 @@ class EmbeddingDistiller(BaseDistiller):
                 raise KeyError(f'feature_losses[{i}] lacks {sorted(missing)}: each entry is '
                                "dict(student='<submodule>', teacher='<submodule>', loss=dict(type=...))")
             self.feature_losses.append(build_in_scope(pair['loss'], MODELS))
-            name = pair.get('name', f'loss_{i}.{pair["student"]}')
+            name = pair.get('name', default_feature_loss_name(pair['loss'], pair['student']))
             if 'loss' not in name:
                 raise ValueError(f'feature_losses[{i}] name {name!r} must contain "loss" to be optimised')
+            taken = ['loss_metric', 'loss_kd'] + [n for n, _, _ in self.feature_pairs]
+            if name in taken:
+                raise ValueError(f'feature_losses[{i}] is named {name!r}, a name already taken ({taken}): '
+                                 'a term with the same name would replace the other')
             self.feature_pairs.append((name, pair['student'], pair['teacher']))
+        if isinstance(self.distill_loss, AbsoluteEmbeddingLoss) and self.student.embed_dim != self.teacher.embed_dim:
+            raise ValueError(f'the absolute teacher loss compares embeddings coordinate by coordinate, but the '
+                             f'student embeds in {self.student.embed_dim} dimensions and the teacher in '
+                             f'{self.teacher.embed_dim}: give both one embed_dim, or use RelativeDistanceLoss')
         self.student_recorder = FeatureRecorder(self.student, [s for _, s, _ in self.feature_pairs])
         self.teacher_recorder = FeatureRecorder(self.teacher, [t for _, _, t in self.feature_pairs])
 
@@ -98,5 +117,10 @@ class EmbeddingDistiller(BaseDistiller):
         if self.distill_loss is not None:
             losses['loss_kd'] = self.distill_loss(student_embeddings, teacher_embeddings)
         for (name, student_name, teacher_name), loss in zip(self.feature_pairs, self.feature_losses):
-            losses[name] = loss(self.student_recorder[student_name], self.teacher_recorder[teacher_name])
+            maps = (self.student_recorder[student_name], self.teacher_recorder[teacher_name])
+            for role, module, value in zip(('student', 'teacher'), (student_name, teacher_name), maps):
+                if not isinstance(value, Tensor):
+                    raise TypeError(f'{name}: the {role} submodule {module!r} outputs a {type(value).__name__}, not '
+                                    "one map: name a submodule whose output is a tensor (e.g. 'backbone.layer2')")
+            losses[name] = loss(*maps)
         return losses

@@ -126,7 +126,8 @@ class ImageEmbedder(BaseModel):
         if data_samples is None:
             data_samples = [BaseDataElement() for _ in range(len(inputs))]
         for sample, embedding in zip(data_samples, embeddings):
-            sample.pred_embedding = embedding
+            # a copy, not a view of the batch: a saved or gathered sample must not carry the whole batch's storage
+            sample.pred_embedding = embedding.clone()
         return list(data_samples)
 
     def _forward(self, inputs: Tensor, data_samples=None) -> Tensor:

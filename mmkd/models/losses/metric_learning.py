@@ -84,6 +84,9 @@ class _MetricLoss(torch.nn.Module):
             shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
             raise ValueError(f'{name}: labels must be an integer tensor (B, ) for embeddings '
                              f'{tuple(embeddings.shape)}, got {shape}')
+        if not bool(torch.isfinite(embeddings).all()):
+            raise ValueError(f'{name}: embeddings {tuple(embeddings.shape)} hold nan or inf values (training diverged, '
+                             'or the inputs do): a metric loss of them would be meaningless')
         if labels.numel() and labels.min() < -1:
             raise ValueError(f'{name}: labels must be class indices >= 0 or -1 (unlabelled), got {int(labels.min())}')
 

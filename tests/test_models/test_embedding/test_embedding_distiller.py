@@ -125,7 +125,7 @@ def test_feature_losses_on_named_maps():
     model = build(feature_losses=[hint])
     out = model.data_preprocessor(batch([0, 0, 1, 1]), training=True)
     losses = model.loss(out['inputs'], out['data_samples'])
-    assert set(losses) == {'loss_metric', 'loss_kd', 'loss_0.backbone.layer2'}
+    assert set(losses) == {'loss_metric', 'loss_kd', 'loss_attention_transfer_backbone_layer2'}
 
     def layer2(backbone, x):  # mmdet ResNet's stem and first two stages, written out
         return backbone.layer2(backbone.layer1(backbone.maxpool(backbone.relu(backbone.norm1(backbone.conv1(x))))))
@@ -138,7 +138,8 @@ def test_feature_losses_on_named_maps():
         return a / a.norm(dim=1, keepdim=True)
 
     expected = (attention(s) - attention(t)).norm(dim=1).mean()
-    torch.testing.assert_close(losses['loss_0.backbone.layer2'].double(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        losses['loss_attention_transfer_backbone_layer2'].double(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_configuration_errors():
@@ -156,3 +157,25 @@ def test_deploys_the_student():
     prefix, cfg = EmbeddingDistiller.deployable(dict(type='EmbeddingDistiller', student=embedder_cfg()))
     assert prefix == 'student' and cfg['type'] == 'ImageEmbedder'
     assert not any(k.startswith('teacher') for k in model.state_dict())
+
+
+def test_feature_loss_names_must_be_new():
+    at = dict(type='AttentionTransferLoss')
+    pair = dict(student='backbone.layer2', teacher='backbone.layer2', loss=at)
+    with pytest.raises(ValueError, match="named 'loss_at', a name already taken"):
+        build(feature_losses=[dict(pair, name='loss_at'), dict(pair, student='backbone.layer3', name='loss_at')])
+    with pytest.raises(ValueError, match="named 'loss_kd'"):
+        build(feature_losses=[dict(pair, name='loss_kd')])
+
+
+def test_absolute_teacher_needs_equal_embedding_sizes_at_build():
+    with pytest.raises(ValueError, match='student embeds in 16 dimensions and the teacher in 32'):
+        build(teacher=embedder_cfg(width=16, embed_dim=32))
+    build(teacher=embedder_cfg(width=16, embed_dim=32), distill_loss=dict(type='RelativeDistanceLoss'))
+
+
+def test_feature_pair_on_a_tuple_output_is_named():
+    model = build(feature_losses=[dict(student='backbone', teacher='backbone', loss=dict(type='HintLoss'))])
+    out = model.data_preprocessor(batch([0, 0, 1, 1]), training=True)
+    with pytest.raises(TypeError, match="student submodule 'backbone' outputs a tuple"):
+        model.loss(out['inputs'], out['data_samples'])

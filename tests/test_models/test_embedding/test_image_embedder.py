@@ -102,3 +102,20 @@ def test_intermediate_maps_by_name():
     assert recorder['backbone.layer1'].shape == (2, 8, 16, 16)
     assert recorder['backbone.layer3'].shape == (2, 32, 4, 4)
     assert F.relu(recorder['backbone.layer1']).equal(recorder['backbone.layer1'])
+
+
+def test_predicted_embeddings_do_not_hold_the_batch():
+    """A predicted sample is saved (tools/test.py --out) and gathered across ranks by pickling: its embedding must
+    be its own (D,) storage, not a view of the (B, D) batch."""
+    import pickle
+    model = tiny_embedder().eval()
+    out = model.predict(torch.randn(64, 3, 32, 32))
+    assert out[0].pred_embedding.untyped_storage().nbytes() == 16 * 4
+    assert len(pickle.dumps(out[0].pred_embedding)) < len(pickle.dumps(torch.zeros(64, 16))) / 8
+
+
+def test_hint_and_attention_terms_have_their_own_names():
+    from mmkd.models.embedding.embedding_distiller import default_feature_loss_name
+    assert default_feature_loss_name(dict(type='HintLoss'), 'backbone.layer1') == 'loss_hint_backbone_layer1'
+    assert default_feature_loss_name(dict(type='AttentionTransferLoss'),
+                                     'backbone.layer1') == 'loss_attention_transfer_backbone_layer1'

@@ -318,3 +318,17 @@ def test_input_errors(loss_fn, embeddings_shape, labels, pattern):
 def test_invalid_options(cfg, pattern):
     with pytest.raises(ValueError, match=pattern):
         MODELS.build(cfg)
+
+
+@pytest.mark.parametrize('kind', [
+    dict(type='BatchHardTripletLoss'),
+    dict(type='MarginLoss'),
+    dict(type='MultiSimilarityLoss'),
+    dict(type='ProxyAnchorLoss', num_classes=2, embedding_size=4)
+])
+def test_non_finite_embeddings_are_an_error_not_a_quiet_number(kind):
+    """Multi-similarity returned a small finite loss with nan gradients for one nan row: every loss refuses."""
+    embeddings = torch.randn(6, 4)
+    embeddings[2, 1] = float('nan')
+    with pytest.raises(ValueError, match=r'embeddings \(6, 4\) hold nan or inf'):
+        MODELS.build(kind)(embeddings, torch.tensor([0, 0, 0, 1, 1, 1]))
