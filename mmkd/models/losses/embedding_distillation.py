@@ -138,9 +138,9 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-class _EmbeddingDistillationLoss(torch.nn.Module):
-    """``loss_weight`` times :meth:`_loss` of the student and the detached teacher, in float32 (float64 for float64
-    inputs) with autocast disabled."""
+class _WeightedLoss(torch.nn.Module):
+    """A loss module with a checked ``loss_weight`` (a number >= 0); the base of the metric-learning and the
+    embedding-distillation wrappers."""
 
     def __init__(self, loss_weight: float = 1.0):
         super().__init__()
@@ -150,6 +150,11 @@ class _EmbeddingDistillationLoss(torch.nn.Module):
 
     def _invalid(self, name: str, expected: str, value) -> None:
         raise ValueError(f'{type(self).__name__}: {name} must be {expected}, got {value!r}')
+
+
+class _EmbeddingDistillationLoss(_WeightedLoss):
+    """``loss_weight`` times :meth:`_loss` of the student and the detached teacher, in float32 (float64 for float64
+    inputs) with autocast disabled."""
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """The weighted loss of ``student`` towards ``teacher``; no gradient flows to ``teacher``.

@@ -23,31 +23,19 @@ from pytorch_metric_learning.reducers import AvgNonZeroReducer, MeanReducer
 from torch import Tensor
 
 from mmkd.registry import MODELS
+from .embedding_distillation import _is_number, _WeightedLoss
 from .ssim import _autocast_disabled
 
 TRIPLET_REDUCTIONS = ('nonzero_mean', 'mean')
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-class _MetricLoss(torch.nn.Module):
+class _MetricLoss(_WeightedLoss):
     """Shared forward of the wrappers: checks, removal of the unlabelled rows, float32, ``loss_weight``;
     subclasses build ``self.loss`` (and a miner) and define :meth:`_loss` on labelled float32 rows."""
-
-    def __init__(self, loss_weight: float = 1.0):
-        super().__init__()
-        if not _is_number(loss_weight) or not loss_weight >= 0:
-            self._invalid('loss_weight', 'a number >= 0', loss_weight)
-        self.loss_weight = loss_weight
-
-    def _invalid(self, name: str, expected: str, value) -> None:
-        raise ValueError(f'{type(self).__name__}: {name} must be {expected}, got {value!r}')
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """The weighted loss of a batch.
