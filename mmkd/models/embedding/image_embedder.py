@@ -1,4 +1,5 @@
 """An image-embedding network for metric learning: backbone, global pooling, linear embedding."""
+import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -76,6 +77,8 @@ class ImageEmbedder(BaseModel):
             feat_channels = self._probe_channels()
         self.embedding = nn.Linear(feat_channels, embed_dim)
         self.loss_module = build_in_scope(loss, MODELS) if isinstance(loss, dict) else loss
+        # the config of the loss, for models that build more criteria like it (S2SD's target branches)
+        self._loss_cfg = copy.deepcopy(loss) if isinstance(loss, dict) else None
 
     def _probe_channels(self) -> int:
         was_training = self.backbone.training
