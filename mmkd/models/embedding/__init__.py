@@ -3,4 +3,6 @@ from .embedding_distiller import EmbeddingDistiller
 from .image_embedder import ImageEmbedder
 from .s2sd import S2SDEmbedder, TargetBranch, cosine_similarities, similarity_kl
 
-__all__ = ['ImageEmbedder', 'EmbeddingDistiller', 'S2SDEmbedder', 'TargetBranch', 'cosine_similarities', 'similarity_kl']
+__all__ = [
+    'ImageEmbedder', 'EmbeddingDistiller', 'S2SDEmbedder', 'TargetBranch', 'cosine_similarities', 'similarity_kl'
+]

@@ -153,8 +153,8 @@ class S2SDEmbedder(Deployable, BaseModel):
         self.feature_distillation: Optional[bool] = None
         channels = embedder.embedding.in_features
         self.target_branches = nn.ModuleList(TargetBranch(channels, dim) for dim in self.target_dims)
-        self.target_losses = nn.ModuleList(build_in_scope(self._branch_loss_cfg(target_loss, dim), MODELS)
-                                           for dim in self.target_dims)
+        self.target_losses = nn.ModuleList(
+            build_in_scope(self._branch_loss_cfg(target_loss, dim), MODELS) for dim in self.target_dims)
 
     @staticmethod
     def _embedder_loss_cfg(embedder: ImageEmbedder) -> dict:
