@@ -3,11 +3,12 @@ from .samplers import ClassBalancedSampler
 from .toy_retrieval import generate_toy_retrieval
 from .toy_shapes import CLASSES as TOY_SHAPES_CLASSES
 from .toy_shapes import ToyShapesDataset, generate_toy_shapes
-from .transforms import CropToBBox, LowResolution, PackEmbeddingInputs, RandomCrop, TeacherView
+from .transforms import CropToBBox, LowResolution, PackEmbeddingInputs, RandomCrop, RandomResizedCrop, TeacherView
 from .unlabeled import UnlabeledDetDataset
 
 __all__ = [
     'RetrievalDataset', 'CUB200Dataset', 'Cars196Dataset', 'SOPDataset', 'ToyRetrievalDataset',
-    'generate_toy_retrieval', 'ClassBalancedSampler', 'RandomCrop', 'CropToBBox', 'LowResolution', 'TeacherView',
-    'PackEmbeddingInputs', 'ToyShapesDataset', 'UnlabeledDetDataset', 'generate_toy_shapes', 'TOY_SHAPES_CLASSES'
+    'generate_toy_retrieval', 'ClassBalancedSampler', 'RandomCrop', 'RandomResizedCrop', 'CropToBBox', 'LowResolution',
+    'TeacherView', 'PackEmbeddingInputs', 'ToyShapesDataset', 'UnlabeledDetDataset', 'generate_toy_shapes',
+    'TOY_SHAPES_CLASSES'
 ]

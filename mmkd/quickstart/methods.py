@@ -23,6 +23,9 @@ EMBED_TEACHER = 'configs/metric_kd/embedder_r18-w16_ms_toy.py'
 EMBED_STUDENT = 'configs/metric_kd/embedder_r18-w4_ms_toy.py'
 EMBED_ABS = 'configs/metric_kd/metric-kd-abs_r18-w16-r18-w4_toy.py'
 EMBED_REL = 'configs/metric_kd/metric-kd-rel_r18-w16-r18-w4_toy.py'
+S2SD_BASELINE = 'configs/s2sd/embedder_r18-w16-d32_ms_toy.py'
+S2SD_DSD = 'configs/s2sd/s2sd-dsd_r18-w16-d32_ms_toy.py'
+S2SD_MSDF = 'configs/s2sd/s2sd-msdf_r18-w16-d32_ms_toy.py'
 COCO_BBOX_METRICS = (('AP', 'coco/bbox_mAP'), ('AP50', 'coco/bbox_mAP_50'), ('AP75', 'coco/bbox_mAP_75'),
                      ('AP_S', 'coco/bbox_mAP_s'), ('AP_M', 'coco/bbox_mAP_m'), ('AP_L', 'coco/bbox_mAP_l'))
 
@@ -122,4 +125,23 @@ register_method(
         prepare_data=toy_retrieval_data,
         use_data=use_toy_retrieval,
         compare=('student', 'abs', 'rel'),
+        data_root='data/toy_retrieval/'))
+
+register_method(
+    Method(
+        name='s2sd',
+        summary='S2SD self-distillation (Roth et al., ICML 2021): baseline vs DSD vs MSDF, ResNet-18 w16 with 32-d '
+        'embeddings on the toy retrieval species',
+        stages=(
+            Stage('baseline', 'baseline (32-d)', S2SD_BASELINE),
+            Stage('dsd', 'DSD', S2SD_DSD),
+            Stage('msdf', 'MSDF', S2SD_MSDF),
+        ),
+        metrics=(('R@1', 'retrieval/R@1'), ('R@2', 'retrieval/R@2'), ('mAP@R', 'retrieval/mAP@R'),
+                 ('NMI', 'retrieval/NMI'), ('pi_ratio x100', 'retrieval/pi_ratio'), ('rho x100', 'retrieval/rho')),
+        metric_scale=100,
+        metric_note='retrieval in %, toy test species (unseen in training); pi_ratio and rho x 100',
+        prepare_data=toy_retrieval_data,
+        use_data=use_toy_retrieval,
+        compare=('baseline', 'dsd', 'msdf'),
         data_root='data/toy_retrieval/'))

@@ -185,7 +185,7 @@ def test_list_and_default():
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['colad_not_yet'], "unknown method 'colad_not_yet'; the methods are: colad, lad, metric, ssim"),
+    (['colad_not_yet'], "unknown method 'colad_not_yet'; the methods are: colad, lad, metric, s2sd, ssim"),
     (['--seeds', 'one'], "invalid int value: 'one'"),
     (['--no-such-option'], 'unrecognized arguments: --no-such-option'),
 ])
@@ -370,4 +370,5 @@ def test_progress_line_shows_every_networks_loss(outputs, shown):
 def test_each_method_has_its_default_data_root():
     assert parse_args([]).data_root == 'data/toy_shapes/'
     assert parse_args(['metric']).data_root == 'data/toy_retrieval/'
+    assert parse_args(['s2sd']).data_root == 'data/toy_retrieval/'
     assert parse_args(['metric', '--data-root', 'elsewhere/']).data_root == 'elsewhere/'

@@ -1,0 +1,5 @@
+# Table 4 of Roth et al. (ICML 2021), "R-Margin + MSD" on CUB200-2011: s2sd-dsd_r50-d128_rmargin_cub.py with four target
+# branches of 512, 1024, 1536 and 2048 dimensions (MSD), each with its own criterion and distilled into the base
+# embedding (the mean of the four KL terms, gamma 50).
+_base_ = ['./s2sd-dsd_r50-d128_rmargin_cub.py']
+model = dict(target_dims=(512, 1024, 1536, 2048))
