@@ -23,9 +23,9 @@ EMBED_TEACHER = 'configs/metric_kd/embedder_r18-w16_ms_toy.py'
 EMBED_STUDENT = 'configs/metric_kd/embedder_r18-w4_ms_toy.py'
 EMBED_ABS = 'configs/metric_kd/metric-kd-abs_r18-w16-r18-w4_toy.py'
 EMBED_REL = 'configs/metric_kd/metric-kd-rel_r18-w16-r18-w4_toy.py'
-S2SD_BASELINE = 'configs/s2sd/embedder_r18-w16-d32_ms_toy.py'
-S2SD_DSD = 'configs/s2sd/s2sd-dsd_r18-w16-d32_ms_toy.py'
-S2SD_MSDF = 'configs/s2sd/s2sd-msdf_r18-w16-d32_ms_toy.py'
+S2SD_BASELINE = 'configs/s2sd/embedder_r18-w16-d8_ms_toy.py'
+S2SD_DSD = 'configs/s2sd/s2sd-dsd_r18-w16-d8_ms_toy.py'
+S2SD_MSDF = 'configs/s2sd/s2sd-msdf_r18-w16-d8_ms_toy.py'
 COCO_BBOX_METRICS = (('AP', 'coco/bbox_mAP'), ('AP50', 'coco/bbox_mAP_50'), ('AP75', 'coco/bbox_mAP_75'),
                      ('AP_S', 'coco/bbox_mAP_s'), ('AP_M', 'coco/bbox_mAP_m'), ('AP_L', 'coco/bbox_mAP_l'))
 
@@ -130,10 +130,10 @@ register_method(
 register_method(
     Method(
         name='s2sd',
-        summary='S2SD self-distillation (Roth et al., ICML 2021): baseline vs DSD vs MSDF, ResNet-18 w16 with 32-d '
+        summary='S2SD self-distillation (Roth et al., ICML 2021): baseline vs DSD vs MSDF, ResNet-18 w16 with 8-d '
         'embeddings on the toy retrieval species',
         stages=(
-            Stage('baseline', 'baseline (32-d)', S2SD_BASELINE),
+            Stage('baseline', 'baseline (8-d)', S2SD_BASELINE),
             Stage('dsd', 'DSD', S2SD_DSD),
             Stage('msdf', 'MSDF', S2SD_MSDF),
         ),

@@ -40,10 +40,10 @@ def study(tmp_path_factory):
     root = generate_toy_retrieval(str(work / 'toy'), num_classes=8, images_per_class=4, image_size=32)
     baseline, s2sd = str(work / 'baseline.py'), str(work / 's2sd.py')
     with open(baseline, 'w') as f:
-        f.write(f"_base_ = ['{osp.join(CONFIGS, 's2sd', 'embedder_r18-w16-d32_ms_toy.py')}']\n"
+        f.write(f"_base_ = ['{osp.join(CONFIGS, 's2sd', 'embedder_r18-w16-d8_ms_toy.py')}']\n"
                 'model = dict(backbone=dict(base_channels=4))\n')
     with open(s2sd, 'w') as f:
-        f.write(f"_base_ = ['{osp.join(CONFIGS, 's2sd', 's2sd-dsd_r18-w16-d32_ms_toy.py')}']\n"
+        f.write(f"_base_ = ['{osp.join(CONFIGS, 's2sd', 's2sd-dsd_r18-w16-d8_ms_toy.py')}']\n"
                 'model = dict(embedder=dict(backbone=dict(base_channels=4)))\n')
     argv = [
         '--baseline', baseline, '--s2sd', s2sd, '--dims', '4', '8', '--seeds', '0', '--epochs', '1', '--work-dir',
@@ -179,12 +179,12 @@ def test_skip_train_draws_the_timing_panel_only(tmp_path):
 
 
 def test_bad_configs_fail_before_training(tmp_path):
-    baseline = osp.join(CONFIGS, 's2sd', 'embedder_r18-w16-d32_ms_toy.py')
-    s2sd = osp.join(CONFIGS, 's2sd', 's2sd-dsd_r18-w16-d32_ms_toy.py')
+    baseline = osp.join(CONFIGS, 's2sd', 'embedder_r18-w16-d8_ms_toy.py')
+    s2sd = osp.join(CONFIGS, 's2sd', 's2sd-dsd_r18-w16-d8_ms_toy.py')
     work = ['--work-dir', str(tmp_path / 'w'), '--retrieval-dims']
     with pytest.raises(
             ValueError,
-            match=r'the S2SD config .*embedder_r18-w16-d32_ms_toy.py must have model.type '
+            match=r'the S2SD config .*embedder_r18-w16-d8_ms_toy.py must have model.type '
             r"S2SDEmbedder .* got 'ImageEmbedder'"):
         s2sd_dims.main(['--s2sd', baseline] + work, stream=io.StringIO())
     with pytest.raises(

@@ -27,7 +27,7 @@ every number (same name, ``.md`` / ``.json``). Usage::
 
     python tools/analysis/s2sd_dims.py                                   # toy configs, dims 8-128, seed 0
     python tools/analysis/s2sd_dims.py --seeds 0 1 2 --epochs 10 --work-dir work_dirs/s2sd_dims
-    python tools/analysis/s2sd_dims.py --s2sd configs/s2sd/s2sd-msdf_r18-w16-d32_ms_toy.py --dims 16 32 64
+    python tools/analysis/s2sd_dims.py --s2sd configs/s2sd/s2sd-msdf_r18-w16-d8_ms_toy.py --dims 16 32 64
     python tools/analysis/s2sd_dims.py --skip-train --retrieval-n 250000 --device cuda   # the timing panel only
 
 Training runs where mmengine's Runner puts it (the GPU when torch sees one; ``CUDA_VISIBLE_DEVICES=`` for the
@@ -53,8 +53,8 @@ from mmkd.quickstart.methods import use_toy_retrieval
 from mmkd.quickstart.stages import RECORD, Method, Quickstart, stage_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-BASELINE = 'configs/s2sd/embedder_r18-w16-d32_ms_toy.py'
-S2SD = 'configs/s2sd/s2sd-dsd_r18-w16-d32_ms_toy.py'
+BASELINE = 'configs/s2sd/embedder_r18-w16-d8_ms_toy.py'
+S2SD = 'configs/s2sd/s2sd-dsd_r18-w16-d8_ms_toy.py'
 # the two models of the study: their names in the table and the path of the base dimension in their config
 KINDS = {'baseline': ('baseline', ('embed_dim', )), 's2sd': ('S2SD', ('embedder', 'embed_dim'))}
 # (table name, key in the runner's test metrics); R@1 is required, the others are kept when the test returns them
