@@ -32,6 +32,9 @@ baseline's, checked) with target branches of 512 / 1024 / 1536 / 2048 dimensions
     python bench/bench_s2sd.py --device cuda --amp --iters 20 --out s2sd_cuda.json
     python bench/bench_s2sd.py --batch-size 32 --image-size 128  # a lighter CPU run
     python bench/bench_s2sd.py --quick                           # smoke run: ResNet-18 w8, batch 8 of 32x32
+
+The last line reads the wall-clock ratio (b) / (a) against the 1.15x target; after ``--quick`` it only reports it:
+there the tiny backbone costs less than the target branches, so the ratio says nothing about the paper's setting.
 """
 import argparse
 import copy
@@ -54,6 +57,7 @@ import mmkd  # noqa: F401  (registers ImageEmbedder, S2SDEmbedder and the metric
 from mmkd.registry import MODELS
 
 TARGET_DIMS = (512, 1024, 1536, 2048)
+TARGET_RATIO = 1.15  # issue 12: the S2SD step at most this times the baseline step (wall clock)
 MODES = ('baseline step', 'S2SD step', 'baseline head', 'S2SD head')
 S2SD_TERMS = ('loss_base', 'loss_target', 'loss_distill', 'loss_feat_distill')
 
@@ -191,7 +195,8 @@ def run(args, device: str) -> dict:
             batch_size=args.batch_size,
             image_size=args.image_size,
             feature_shape=list(feats[-1].shape),
-            amp=args.amp),
+            amp=args.amp,
+            quick=args.quick),
         parameters={
             'baseline': sum(p.numel() for p in baseline.parameters()),
             'S2SD': sum(p.numel() for p in s2sd.parameters())
@@ -239,8 +244,15 @@ def report(result: dict) -> str:
         print(f'peak memory of a step: baseline {base / 2**20:.1f} MiB, S2SD {s2sd / 2**20:.1f} MiB '
               f'({s2sd / max(base, 1):.3f}x)')
     wall = result['timing']['wall']
-    line = (f'result: S2SD / baseline step {wall["ratio"]:.3f}x wall (target <= 1.15), head adds '
-            f'{wall["head_added_ms"]["median"]:.1f} ms = {wall["head_added_fraction"]:+.3f} of the baseline step')
+    measured = (f'S2SD / baseline step {wall["ratio"]:.3f}x wall, head adds {wall["head_added_ms"]["median"]:.1f} ms = '
+                f'{wall["head_added_fraction"]:+.3f} of the baseline step')
+    if s.get('quick'):
+        # an 8-wide ResNet-18 on 32x32 images costs less than the four target branches: no reading of the target
+        line = (f'result (smoke run, --quick: not comparable with the {TARGET_RATIO}x target, the tiny backbone makes '
+                f'the target branches dominate the step): {measured}')
+    else:
+        verdict = 'met' if wall['ratio'] <= TARGET_RATIO else 'missed'
+        line = f'result: {measured}; target S2SD / baseline step <= {TARGET_RATIO}x: {verdict}'
     print(line)
     return line
 
@@ -260,7 +272,10 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     parser.add_argument('--threads', type=int, default=None, help='CPU threads (default: torch default)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
-        '--quick', action='store_true', help='smoke run: ResNet-18 of base width 8, batch 8 of 32x32, 0 + 1 rounds')
+        '--quick',
+        action='store_true',
+        help='smoke run: ResNet-18 of base width 8, batch 8 of 32x32, 0 + 1 rounds (its ratio is not read against '
+        'the target)')
     parser.add_argument('--out', help='also write the results as JSON here')
     args = parser.parse_args(argv)
     if args.quick:

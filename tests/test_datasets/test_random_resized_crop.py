@@ -1,5 +1,6 @@
 """RandomResizedCrop: torchvision's window distribution, the centred fallback, the cv2 resize, numpy's RNG."""
 import math
+import re
 
 import cv2
 import numpy as np
@@ -63,16 +64,56 @@ def test_window_statistics():
     assert abs(np.mean(positions) - 0.5) < 4 * math.sqrt(1 / 12 / len(positions))
 
 
+DEFAULT_RATIO = (3. / 4., 4. / 3.)
+
+
 @pytest.mark.parametrize(
-    'hw,window',
+    'hw,ratio,window',
     [
-        ((100, 400), (0, 133, 100, 133)),  # wider than 4/3: full height, width round(100 * 4/3), centred
-        ((400, 100), (133, 0, 133, 100)),  # taller than 3/4: full width, height round(100 / (3/4))
-        ((90, 100), (0, 0, 90, 100)),  # ratio inside the range: the whole image
+        ((100, 400), DEFAULT_RATIO, (0, 133, 100, 133)),  # wider than 4/3: full height, width round(100 * 4/3), centred
+        ((400, 100), DEFAULT_RATIO, (133, 0, 133, 100)),  # taller than 3/4: full width, height round(100 / (3/4))
+        ((90, 100), DEFAULT_RATIO, (0, 0, 90, 100)),  # ratio inside the range: the whole image
+        ((20, 30), (100.0, 1000.0), (9, 0, 1, 30)),  # height round(30 / 100) = 0, kept at 1 pixel
+        ((20, 30), (1e-3, 1e-2), (0, 14, 20, 1)),  # width round(20 * 1e-2) = 0, kept at 1 pixel
+        ((1, 1), (100.0, 1000.0), (0, 0, 1, 1)),
     ])
-def test_fallback_is_the_centred_window(hw, window):
-    transform = RandomResizedCrop(size=8, max_attempts=0)
+def test_fallback_is_the_centred_window(hw, ratio, window):
+    transform = RandomResizedCrop(size=8, max_attempts=0, ratio=ratio)
     assert transform.crop_window(*hw) == window
+
+
+@pytest.mark.parametrize('ratio', [(100.0, 1000.0), (1e-3, 1e-2)])
+def test_extreme_ratio_crops_a_one_pixel_line(ratio):
+    """No attempt fits a 20 x 30 image (the drawn windows are over 60 pixels long), so every call takes the centred
+    1-pixel-thin fallback: the resize of that line of the image."""
+    np.random.seed(0)
+    img = _coded_image(20, 30)
+    line = img[9:10, :] if ratio[0] > 1 else img[:, 14:15]
+    expected = cv2.resize(line, (8, 8), interpolation=cv2.INTER_LINEAR)
+    transform = RandomResizedCrop(size=8, ratio=ratio)
+    for _ in range(5):
+        np.testing.assert_array_equal(transform(_results(img.copy()))['img'], expected)
+
+
+def test_single_channel_image_keeps_its_channel_axis():
+    img = np.random.RandomState(2).randint(0, 256, (40, 30, 1)).astype(np.uint8)
+    transform = RandomResizedCrop(size=(12, 10))
+    np.random.seed(3)
+    top, left, h, w = transform.crop_window(40, 30)
+    np.random.seed(3)
+    out = transform(_results(img.copy()))
+    assert out['img'].shape == (10, 12, 1) and out['img_shape'] == (10, 12)
+    expected = cv2.resize(img[top:top + h, left:left + w, 0], (12, 10), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(out['img'][..., 0], expected)
+    # a 2-D image stays 2-D
+    assert transform(_results(img[..., 0].copy()))['img'].shape == (10, 12)
+
+
+@pytest.mark.parametrize('shape', [(0, 5, 3), (5, 0), (0, 0, 1)])
+def test_empty_image_is_refused_with_its_shape(shape):
+    transform = RandomResizedCrop(size=8)
+    with pytest.raises(ValueError, match=re.escape(f"RandomResizedCrop: results['img'] has shape {shape}")):
+        transform(_results(np.zeros(shape, np.uint8)))
 
 
 def test_fallback_after_failed_attempts():
@@ -147,6 +188,11 @@ BAD_ARGUMENTS = [
     (dict(size=8, ratio=(2.0, 1.0)), 'ratio'),
     (dict(size=8, ratio=0.5), 'ratio'),
     (dict(size=8, max_attempts=-1), 'max_attempts'),
+    (dict(size=8, ratio=(1.0, math.inf)), 'ratio'),
+    (dict(size=8, ratio=(1e-3, math.nan)), 'ratio'),
+    (dict(size=8, scale=(0.5, math.inf)), 'scale'),
+    (dict(size=8, interpolation='bogus'), 'interpolation'),
+    (dict(size=8, interpolation='linear'), 'interpolation'),
 ]
 
 

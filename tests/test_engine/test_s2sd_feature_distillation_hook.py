@@ -59,9 +59,9 @@ class Recorder(Hook):
         self.seen.append((runner.iter, outputs['loss_feat_distill'].item(), runner.model.feature_distillation))
 
 
-def train(work_dir, max_iters, start_iter=2, resume_from=None, model=None, hooks=True):
+def train(work_dir, max_iters, start_iter=2, resume_from=None, model=None, hooks=1):
     recorder = Recorder()
-    custom_hooks = [dict(type='S2SDFeatureDistillationHook', start_iter=start_iter)] if hooks else []
+    custom_hooks = [dict(type='S2SDFeatureDistillationHook', start_iter=start_iter + i) for i in range(hooks)]
     runner = Runner(
         model=model or s2sd(),
         work_dir=str(work_dir),
@@ -112,11 +112,35 @@ def test_resume_keeps_the_switch_of_an_uninterrupted_run(tmp_path, stop):
 
 def test_model_refuses_to_train_without_the_hook(tmp_path):
     with pytest.raises(RuntimeError, match='feat_distill_weight > 0 but no S2SDFeatureDistillationHook'):
-        train(tmp_path, max_iters=1, hooks=False)
+        train(tmp_path, max_iters=1, hooks=0)
+
+
+def test_refuses_two_hooks(tmp_path):
+    """Two hooks in custom_hooks would each set the switch, the last one silently winning every iteration."""
+    with pytest.raises(ValueError, match=r'S2SDFeatureDistillationHook: the runner has 2 of these hooks'):
+        train(tmp_path, max_iters=1, hooks=2)
+
+
+def _log_text(work_dir) -> str:
+    logs = list(work_dir.glob('*/*.log'))
+    assert len(logs) == 1, logs
+    return logs[0].read_text()
+
+
+@pytest.mark.parametrize('start_iter', [2, 5])
+def test_warns_when_start_iter_is_past_the_run(tmp_path, start_iter):
+    seen = train(tmp_path, max_iters=2, start_iter=start_iter)
+    assert [s[1:] for s in seen] == [(0.0, False), (0.0, False)]
+    assert f'start_iter={start_iter} >= max_iters=2 of this run' in _log_text(tmp_path)
+
+
+def test_no_warning_when_the_switch_happens(tmp_path):
+    train(tmp_path, max_iters=2, start_iter=1)
+    assert 'S2SDFeatureDistillationHook' not in _log_text(tmp_path)
 
 
 def _fake_runner(model, it=0):
-    return SimpleNamespace(model=model, iter=it)
+    return SimpleNamespace(model=model, iter=it, hooks=[], max_iters=100)
 
 
 def test_refuses_a_model_without_feature_distillation():

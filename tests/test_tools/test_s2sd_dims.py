@@ -148,17 +148,18 @@ def test_time_retrieval_runs_the_retrieval(monkeypatch):
 
     monkeypatch.setattr(s2sd_dims, 'retrieval_metrics', spy)
     lines = []
-    rows = s2sd_dims.time_retrieval([4, 32], 150, repeat=2, say=lines.append)
-    # one unrecorded call, then `repeat` timed calls per dimension, each the whole leave-one-out retrieval
-    assert calls == [((150, 4), (1, ), ('recall', ))] * 3 + [((150, 32), (1, ), ('recall', ))] * 2
+    rows = s2sd_dims.time_retrieval([4, 32], 1200, repeat=2, say=lines.append)
+    # one unrecorded call at the first dimension and the full N (not 1000 of them, which left the first dimension
+    # slower), then `repeat` timed calls per dimension, each the whole leave-one-out retrieval
+    assert calls == [((1200, 4), (1, ), ('recall', ))] * 3 + [((1200, 32), (1, ), ('recall', ))] * 2
     assert [row['dim'] for row in rows] == [4, 32] and len(lines) == 2
     for row in rows:
         assert set(row) == {'dim', 'num_samples', 'seconds', 'median_s', 'R@1', 'paper_faiss_250k_s'}
-        assert row['num_samples'] == 150 and len(row['seconds']) == 2 and min(row['seconds']) > 0
+        assert row['num_samples'] == 1200 and len(row['seconds']) == 2 and min(row['seconds']) > 0
         assert row['median_s'] == statistics.median(row['seconds'])
         # R@1 of the timed call against a brute-force nearest neighbour
-        x, labels = s2sd_dims.synthetic_embeddings(150, row['dim'])
-        assert x.shape == (150, row['dim']) and torch.allclose(x.norm(dim=1), torch.ones(150))
+        x, labels = s2sd_dims.synthetic_embeddings(1200, row['dim'])
+        assert x.shape == (1200, row['dim']) and torch.allclose(x.norm(dim=1), torch.ones(1200))
         distances = torch.cdist(x.double(), x.double()).fill_diagonal_(float('inf'))
         nearest = distances.argmin(1)
         assert row['R@1'] == pytest.approx((labels[nearest] == labels).double().mean().item(), abs=1e-12)
@@ -195,11 +196,63 @@ def test_bad_configs_fail_before_training(tmp_path):
     assert not osp.exists(tmp_path / 'w')
 
 
+def test_options_of_one_config(tmp_path):
+    """An S2SD-only key goes to --s2sd-cfg-options: the baseline's runs do not get it, and both configs build."""
+    work = ['--work-dir', str(tmp_path / 'w'), '--dims', '8', '--retrieval-dims']
+    args = s2sd_dims.parse_args(work + [
+        '--s2sd-cfg-options', 'model.target_dims=[16,32]', '--baseline-cfg-options', 'model.pooling=avg_max',
+        'train_cfg.max_epochs=5', '--cfg-options', 'train_cfg.max_epochs=3'
+    ])
+    s2sd = s2sd_dims.run_config(args.s2sd, 's2sd', 8, 0, args)
+    baseline = s2sd_dims.run_config(args.baseline, 'baseline', 8, 0, args)
+    assert list(s2sd.model.target_dims) == [16, 32] and s2sd.model.embedder.embed_dim == 8
+    assert 'target_dims' not in baseline.model and baseline.model.embed_dim == 8
+    assert baseline.model.pooling == 'avg_max' and s2sd.model.embedder.get('pooling', 'avg') == 'avg'
+    # --cfg-options first, then the config's own options
+    assert baseline.train_cfg.max_epochs == 5 and s2sd.train_cfg.max_epochs == 3
+    for kind, path in (('baseline', args.baseline), ('s2sd', args.s2sd)):
+        s2sd_dims.check_builds(path, kind, args)
+
+
+def test_an_option_a_config_does_not_take_fails_before_training(tmp_path):
+    """An S2SD-only key given to both configs (--cfg-options) fails before training with a message naming the
+    baseline config and the option, not with the ImageEmbedder's raw TypeError in the first run."""
+    work = ['--work-dir', str(tmp_path / 'w'), '--dims', '8', '--retrieval-dims']
+    baseline_path = osp.join(CONFIGS, 's2sd', 'embedder_r18-w16-d8_ms_toy.py')
+    with pytest.raises(ValueError) as error:
+        s2sd_dims.main(work + ['--cfg-options', 'model.target_dims=[16,32]'], stream=io.StringIO())
+    assert str(error.value).startswith(
+        f's2sd_dims: the baseline config {baseline_path} does not build at d=8 with --cfg-options '
+        "model.target_dims=[16, 32]: TypeError: ImageEmbedder.__init__() got an unexpected keyword argument "
+        "'target_dims' (an option of one of the two configs only goes to --baseline-cfg-options or "
+        '--s2sd-cfg-options)'), str(error.value)
+    assert not osp.exists(tmp_path / 'w')
+
+
+@pytest.mark.parametrize('argv, dims', [(['--retrieval-dims'], []), (['--retrieval-dims', 'none'], []),
+                                        (['--retrieval-dims', 'None'], []), (['--retrieval-dims', '8', '16'], [8, 16]),
+                                        ([], [32, 64, 128, 256, 512, 1024, 2048])])
+def test_retrieval_dims(argv, dims):
+    """No timing: the flag with no values or 'none', as the help says."""
+    assert s2sd_dims.parse_args(argv).retrieval_dims == dims
+
+
+def test_default_dims_include_the_toy_base():
+    args = s2sd_dims.parse_args([])
+    base = Config.fromfile(args.baseline).model.embed_dim
+    assert base == 8 and args.dims == [4, 8, 16, 32, 64]
+    assert Config.fromfile(args.s2sd).model.embedder.embed_dim == base
+    assert args.retrieval_repeat == 3  # a median of several calls: a single one varies by tens of % on a busy CPU
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--dims', '0', '8'], '--dims must be positive embedding dimensions, got [0]'),
     (['--dims', '8', '8'], '--dims has duplicates: [8, 8]'),
     (['--retrieval-dims', '32', '-4'], '--retrieval-dims must be positive embedding dimensions, got [-4]'),
     (['--skip-train', '--retrieval-dims'], '--skip-train with no --retrieval-dims leaves nothing to do'),
+    (['--skip-train', '--retrieval-dims', 'none'], '--skip-train with no --retrieval-dims leaves nothing to do'),
+    (['--retrieval-dims', 'none', '32'], "--retrieval-dims 'none' means no timing: it takes no dimensions beside it"),
+    (['--retrieval-dims', 'all'], "expected embedding dimensions (ints) or 'none', got 'all'"),
     (['--epochs', '0'], '--epochs must be >= 1, got 0'),
     (['--device', 'tpu'], "--device must be cpu or cuda, got 'tpu'"),
 ])

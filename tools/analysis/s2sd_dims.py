@@ -18,16 +18,18 @@ hash of the whole resolved config) matches is reused, not retrained (``--force``
 **Retrieval time.** Per dimension of ``--retrieval-dims``: the wall time of one exact leave-one-out kNN retrieval
 (``mmkd.evaluation.retrieval_metrics(..., ks=(1, ), metrics=('recall', ))``, i.e. every sample's nearest
 neighbour among the others, and R@1) over ``--retrieval-n`` synthetic L2-normalised embeddings (10 per class around
-random unit class centres, noise of norm about 0.7 at every dimension), after one unrecorded call on 1000 of
-them; the median of ``--retrieval-repeat`` calls.
+random unit class centres, noise of norm about 0.7 at every dimension); the median of ``--retrieval-repeat`` calls.
+One unrecorded call at the first dimension and the full N comes first: after a warm-up on 1000 of them the first
+dimension was still timed slower than the next ones (one-time costs that grow with N).
 
 **Output.** ``--out`` (a PNG: R@1 against the base dimension, mean ± std over the seeds, log2 axis; and the
 retrieval time against the dimension beside the paper's Table 3), and beside it a Markdown table and a JSON file of
 every number (same name, ``.md`` / ``.json``). Usage::
 
-    python tools/analysis/s2sd_dims.py                                   # toy configs, dims 8-128, seed 0
+    python tools/analysis/s2sd_dims.py                                   # toy configs, dims 4-64, seed 0
     python tools/analysis/s2sd_dims.py --seeds 0 1 2 --epochs 10 --work-dir work_dirs/s2sd_dims
-    python tools/analysis/s2sd_dims.py --s2sd configs/s2sd/s2sd-msdf_r18-w16-d8_ms_toy.py --dims 16 32 64
+    python tools/analysis/s2sd_dims.py --s2sd configs/s2sd/s2sd-msdf_r18-w16-d8_ms_toy.py --dims 4 8 16
+    python tools/analysis/s2sd_dims.py --s2sd-cfg-options model.target_dims=[64,128]   # S2SD's targets only
     python tools/analysis/s2sd_dims.py --skip-train --retrieval-n 250000 --device cuda   # the timing panel only
 
 Training runs where mmengine's Runner puts it (the GPU when torch sees one; ``CUDA_VISIBLE_DEVICES=`` for the
@@ -46,11 +48,13 @@ from typing import Dict, List, Optional, Sequence, TextIO
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config, DictAction
+from mmengine.registry import DefaultScope
 
 from mmkd.datasets import generate_toy_retrieval
 from mmkd.evaluation import retrieval_metrics
 from mmkd.quickstart.methods import use_toy_retrieval
 from mmkd.quickstart.stages import RECORD, Method, Quickstart, stage_config
+from mmkd.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BASELINE = 'configs/s2sd/embedder_r18-w16-d8_ms_toy.py'
@@ -120,11 +124,13 @@ def load_config(path: str, kind: str) -> Config:
 
 
 def run_config(path: str, kind: str, dim: int, seed: int, args: argparse.Namespace) -> Config:
-    """The resolved config of one run: the quickstart stage set-up (``stage_config``), ``--cfg-options``,
-    ``--data-root`` and the base dimension ``dim``."""
+    """The resolved config of one run: the quickstart stage set-up (``stage_config``), ``--cfg-options``, then
+    ``--baseline-cfg-options`` or ``--s2sd-cfg-options`` (``kind``'s), ``--data-root`` and the base dimension
+    ``dim``."""
     cfg = stage_config(path, osp.join(osp.abspath(args.work_dir), f'{kind}_d{dim}_seed{seed}'), seed, args.epochs)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    for options in (args.cfg_options, getattr(args, f'{kind}_cfg_options')):
+        if options:
+            cfg.merge_from_dict(options)
     if args.data_root:
         use_toy_retrieval(cfg, osp.abspath(args.data_root))
     parent = cfg.model
@@ -133,6 +139,34 @@ def run_config(path: str, kind: str, dim: int, seed: int, args: argparse.Namespa
         parent = parent[key]
     parent[leaf] = dim
     return cfg
+
+
+def _options_text(args: argparse.Namespace, kind: str) -> str:
+    """The options given to ``kind``'s config, as on the command line."""
+    flags = {'--cfg-options': args.cfg_options, f'--{kind}-cfg-options': getattr(args, f'{kind}_cfg_options')}
+    given = [
+        flag + ' ' + ' '.join(f'{key}={value!r}' for key, value in options.items()) for flag, options in flags.items()
+        if options
+    ]
+    return '; '.join(given) or 'no --cfg-options'
+
+
+def check_builds(path: str, kind: str, args: argparse.Namespace) -> None:
+    """Build ``kind``'s model at every base dimension of ``--dims`` as its runs will (options applied), so that an
+    option the config does not take fails here, before the first run trains, naming the config and the options.
+
+    Raises:
+        ValueError: the config does not resolve or its model does not build at some dimension.
+    """
+    for dim in args.dims:
+        try:
+            cfg = run_config(path, kind, dim, args.seeds[0], args)
+            with DefaultScope.overwrite_default_scope(cfg.get('default_scope') or 'mmkd'):
+                MODELS.build(cfg.model)
+        except Exception as error:
+            raise ValueError(f's2sd_dims: the {kind} config {path} does not build at d={dim} with '
+                             f'{_options_text(args, kind)}: {type(error).__name__}: {error} (an option of one of the '
+                             'two configs only goes to --baseline-cfg-options or --s2sd-cfg-options)') from error
 
 
 def prepare_toy_data(cfg: Config, say) -> None:
@@ -237,7 +271,7 @@ def time_retrieval(dims: Sequence[int],
         dims: embedding dimensions.
         num_samples: N, the embeddings retrieved among (every one is a query against the others).
         device: where the retrieval runs.
-        repeat: timed calls per dimension.
+        repeat: timed calls per dimension, after one unrecorded call at the first dimension.
         seed: seed of :func:`synthetic_embeddings`.
         say: where progress lines go.
 
@@ -246,13 +280,14 @@ def time_retrieval(dims: Sequence[int],
         ``R@1`` (of the synthetic embeddings, a check that the retrieval ran) and ``paper_faiss_250k_s``
         (supplementary Table 3, None for a dimension it does not have).
     """
-    # the first call pays one-time costs (kernels, allocator growth): unrecorded
-    warm_x, warm_y = synthetic_embeddings(min(num_samples, 1000), dims[0], seed)
-    retrieval_metrics(warm_x, warm_y, ks=(1, ), metrics=('recall', ), device=device)
     rows = []
     for dim in dims:
         x, labels = synthetic_embeddings(num_samples, dim, seed)
         x, labels = x.to(device), labels.to(device)
+        if not rows:
+            # one-time costs (kernels, the allocator's growth to N x N blocks) are paid at the full N: a smaller
+            # warm-up left the first dimension slower than the next ones
+            retrieval_metrics(x, labels, ks=(1, ), metrics=('recall', ), device=device)
         seconds = []
         for _ in range(repeat):
             start = time.perf_counter()
@@ -367,13 +402,31 @@ def markdown(records: List[dict], summary: List[dict], timing: List[dict], confi
 
 
 # ---------------------------------------------------------------------------------------------- command line
+NONE = 'none'
+
+
+def _dim_or_none(text: str):
+    """A value of ``--retrieval-dims``: an int, or ``'none'`` (no timing)."""
+    if text.lower() == NONE:
+        return NONE
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected embedding dimensions (ints) or 'none', got {text!r}") from None
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='tools/analysis/s2sd_dims.py', description='S2SD embedding-dimension study (Fig. 3B, Table 8, Sec. E)')
     parser.add_argument(
         '--baseline', default=osp.join(ROOT, BASELINE), help=f'baseline ImageEmbedder config (default {BASELINE})')
     parser.add_argument('--s2sd', default=osp.join(ROOT, S2SD), help=f'S2SDEmbedder config (default {S2SD})')
-    parser.add_argument('--dims', type=int, nargs='+', default=[8, 16, 32, 64, 128], help='base dimensions')
+    parser.add_argument(
+        '--dims',
+        type=int,
+        nargs='+',
+        default=[4, 8, 16, 32, 64],
+        help="base dimensions (default 4-64: around the toy configs' 8, up to where the toy data plateau, about 32)")
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--epochs', type=int, default=None, help="epochs of every run (default: the configs')")
     parser.add_argument('--work-dir', default='work_dirs/s2sd_dims', help='one folder per run, and the outputs')
@@ -384,18 +437,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--retrieval-n', type=int, default=20000, help='synthetic embeddings of the timing')
     parser.add_argument(
         '--retrieval-dims',
-        type=int,
+        type=_dim_or_none,
         nargs='*',
         default=sorted(PAPER_RETRIEVAL_S),
-        help='dimensions of the timing (default: the paper\'s 32-2048; none: no timing)')
-    parser.add_argument('--retrieval-repeat', type=int, default=1, help='timed calls per dimension')
+        help="dimensions of the timing (default: the paper's 32-2048); no timing: the flag with no values, or 'none'")
+    parser.add_argument(
+        '--retrieval-repeat', type=int, default=3, help='timed calls per dimension, their median reported (default 3)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda: where the retrieval is timed')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
         help='override settings of both configs, key=value as in tools/train.py')
+    for kind in KINDS:
+        parser.add_argument(
+            f'--{kind}-cfg-options',
+            nargs='+',
+            action=DictAction,
+            help=f'override settings of the {KINDS[kind][0]} config only, after --cfg-options' +
+            (' (e.g. model.target_dims=[64,128])' if kind == 's2sd' else ''))
     args = parser.parse_args(argv)
+    if NONE in args.retrieval_dims:
+        if args.retrieval_dims != [NONE]:
+            parser.error(f"--retrieval-dims 'none' means no timing: it takes no dimensions beside it, got "
+                         f'{args.retrieval_dims}')
+        args.retrieval_dims = []
     for name, values in (('--dims', args.dims), ('--seeds', args.seeds), ('--retrieval-dims', args.retrieval_dims)):
         if len(set(values)) != len(values):
             parser.error(f'{name} has duplicates: {values}')
@@ -428,10 +494,12 @@ def main(argv: Optional[Sequence[str]] = None, stream: Optional[TextIO] = None) 
 
     configs = {}
     if not args.skip_train:
-        # both configs are checked before the first run trains
+        # both configs are checked, as read and as every run builds them, before the first run trains
         for kind, path in (('baseline', args.baseline), ('s2sd', args.s2sd)):
             load_config(path, kind)
             configs[kind] = path
+        for kind, path in configs.items():
+            check_builds(path, kind, args)
     start = time.time()
     say(f's2sd_dims: {len(configs) * len(args.dims) * len(args.seeds)} runs (dims {args.dims}, seeds {args.seeds}), '
         f'retrieval timing at {args.retrieval_dims or "no"} dims; results in {osp.abspath(args.work_dir)}')

@@ -1,5 +1,8 @@
 """Switch on S2SD's feature distillation (the F variant) after a number of training iterations."""
+import logging
+
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmkd.registry import HOOKS
@@ -13,6 +16,9 @@ class S2SDFeatureDistillationHook(Hook):
     Roth et al. (ICML 2021, supplementary Sec. F) add the distillation of the pooled backbone features into the base
     embedding only after 1000 iterations, once the base embedding has learnt something. The switch is recomputed from
     the runner's iteration every time, so a resumed run switches at the same iteration as an uninterrupted one.
+
+    A runner may hold one such hook (two would each set the switch, the last one winning every iteration);
+    ``start_iter`` at or past the run's ``max_iters`` is warned about, since F would then never switch on.
 
     Args:
         start_iter: the first (0-based) training iteration with feature distillation (1000).
@@ -38,6 +44,16 @@ class S2SDFeatureDistillationHook(Hook):
 
     def before_train(self, runner) -> None:
         self._model(runner)
+        count = sum(isinstance(hook, S2SDFeatureDistillationHook) for hook in runner.hooks)
+        if count > 1:
+            raise ValueError(f'S2SDFeatureDistillationHook: the runner has {count} of these hooks (custom_hooks); '
+                             'keep one: each sets the switch before every iteration, so all but the last are ignored')
+        if self.start_iter >= runner.max_iters:
+            print_log(
+                f'S2SDFeatureDistillationHook: start_iter={self.start_iter} >= max_iters={runner.max_iters} of '
+                'this run: feature distillation (the F term) never switches on',
+                logger='current',
+                level=logging.WARNING)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._model(runner).feature_distillation = runner.iter >= self.start_iter

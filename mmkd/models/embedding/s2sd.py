@@ -10,21 +10,28 @@ targets' batch similarities through a KL divergence of row-softmaxed cosine simi
 The branches are training-time only: inference and export use the base embedder alone.
 """
 import copy
+import logging
+import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 from torch import Tensor
 
 from mmkd.models.losses.embedding_distillation import _is_number
+from mmkd.models.losses.metric_learning import _MetricLoss
 from mmkd.models.losses.ssim import _autocast_disabled
 from mmkd.models.utils import Deployable
 from mmkd.registry import MODELS
 from mmkd.utils.build import build_in_scope
 from .image_embedder import DEFAULT_PREPROCESSOR, POOLINGS, ImageEmbedder, sample_labels
+
+# below this temperature the KL terms all but vanish (see similarity_kl)
+SMALL_TEMPERATURE = 0.1
 
 
 def cosine_similarities(embeddings: Tensor) -> Tensor:
@@ -42,10 +49,16 @@ def similarity_kl(source: Tensor, target: Tensor, temperature: float = 1.0) -> T
     target's, summed over the rows, scaled by ``T^2`` and averaged over the batch. Both arguments keep their
     autograd graph: detach the target to distil into the source only.
 
+    The diagonal (self-similarity 1) is kept, as in the paper, so a small T starves the KL: each row's diagonal
+    exceeds its other entries by at least ``m = 1 - max_{j != i} S_ij``; once T is well below m the diagonal takes
+    nearly all of the row's softmax mass in both ``p`` and ``q``, and the KL and its gradient fall off roughly like
+    ``exp(-m / T)`` (a random batch of 32, 8-d source, 64-d target: KL 5.6e-2 at T = 1, 8.3e-4 at T = 0.1,
+    2.3e-30 at T = 0.01). The paper uses T = 1; below 0.1 S2SD gets next to no distillation signal.
+
     Args:
         source: (B, B) similarities of the embedding that learns (the base embedding).
         target: (B, B) similarities it learns from (a target branch, or the pooled features).
-        temperature: T > 0.
+        temperature: T > 0 (1 in the paper; see above for small values).
 
     Returns:
         Tensor: a scalar, >= 0.
@@ -56,6 +69,19 @@ def similarity_kl(source: Tensor, target: Tensor, temperature: float = 1.0) -> T
     log_q = F.log_softmax(source / temperature, dim=1)
     log_p = F.log_softmax(target / temperature, dim=1)
     return (log_p.exp() * (log_p - log_q)).sum() * temperature**2 / source.shape[0]
+
+
+def _normalised_cfg(cfg):
+    """``cfg`` with lists and tuples as lists and a ``type`` by its last dotted part (``'mmengine.X'`` -> ``'X'``):
+    two spellings of one setting compare equal."""
+    if isinstance(cfg, dict):
+        return {
+            key: value.rsplit('.', 1)[-1] if key == 'type' and isinstance(value, str) else _normalised_cfg(value)
+            for key, value in cfg.items()
+        }
+    if isinstance(cfg, (list, tuple)):
+        return [_normalised_cfg(value) for value in cfg]
+    return cfg
 
 
 class TargetBranch(nn.Sequential):
@@ -92,11 +118,14 @@ class S2SDEmbedder(Deployable, BaseModel):
         target_pooling: ``'avg'`` or ``'avg_max'`` (the A variant): the pooled input of the target branches
             and of feature distillation.
         distill_weight: gamma, the weight of the mean KL of the target branches (50).
-        temperature: T of the softmax (1).
+        temperature: T of the softmax (1, the paper's). Below 0.1 the kept diagonal takes nearly all of each
+            softmax row and the KL terms vanish (see :func:`similarity_kl`); the model warns then.
         detach_targets: distil into the base embedding only (the paper's method); False lets the KL's gradient
             reach the target branches too (the paper's ablation, supplementary Sec. E.a).
         feat_distill_weight: weight of the feature distillation term (the F variant; 0 = none).
-        data_preprocessor: default: the embedder's (or ImageNet mean / std, BGR -> RGB).
+        data_preprocessor: default: the embedder's (or ImageNet mean / std, BGR -> RGB). Given with an embedder
+            config that has one too, the two must be equal; not allowed with a built embedder, whose own
+            preprocessor (the one export keeps) is the model's.
     """
 
     def __init__(self,
@@ -110,14 +139,20 @@ class S2SDEmbedder(Deployable, BaseModel):
                  feat_distill_weight: float = 0.0,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None):
-        embedder_preprocessor = embedder.get('data_preprocessor') if isinstance(embedder, dict) else None
-        if data_preprocessor is not None and embedder_preprocessor is not None and \
-                dict(data_preprocessor) != dict(embedder_preprocessor):
-            raise ValueError('S2SDEmbedder: data_preprocessor differs from embedder.data_preprocessor; give it once '
-                             '(in the embedder, which is what export keeps)')
-        super().__init__(
-            data_preprocessor=copy.deepcopy(data_preprocessor or embedder_preprocessor or DEFAULT_PREPROCESSOR),
-            init_cfg=init_cfg)
+        if isinstance(embedder, dict):
+            embedder_preprocessor = embedder.get('data_preprocessor')
+            if data_preprocessor is not None and embedder_preprocessor is not None and \
+                    _normalised_cfg(data_preprocessor) != _normalised_cfg(embedder_preprocessor):
+                raise ValueError('S2SDEmbedder: data_preprocessor differs from embedder.data_preprocessor; give it '
+                                 'once (in the embedder, which is what export keeps)')
+            preprocessor = copy.deepcopy(data_preprocessor or embedder_preprocessor or DEFAULT_PREPROCESSOR)
+        elif data_preprocessor is not None:
+            raise ValueError('S2SDEmbedder: data_preprocessor given with a built embedder, whose own preprocessor is '
+                             'what training uses and export keeps: build the embedder with it instead')
+        else:
+            # the built embedder's module itself, so training and the exported embedder preprocess alike
+            preprocessor = getattr(embedder, 'data_preprocessor', None)
+        super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
         if isinstance(embedder, dict):
             embedder = build_in_scope(dict(embedder, type=embedder.get('type', 'ImageEmbedder')), MODELS)
         if not isinstance(embedder, ImageEmbedder):
@@ -134,10 +169,17 @@ class S2SDEmbedder(Deployable, BaseModel):
         if target_pooling not in POOLINGS:
             raise ValueError(f'S2SDEmbedder: target_pooling must be one of {POOLINGS}, got {target_pooling!r}')
         for name, value in dict(distill_weight=distill_weight, feat_distill_weight=feat_distill_weight).items():
-            if not _is_number(value) or not value >= 0:
-                raise ValueError(f'S2SDEmbedder: {name} must be a number >= 0, got {value!r}')
-        if not _is_number(temperature) or not temperature > 0:
-            raise ValueError(f'S2SDEmbedder: temperature must be a number > 0, got {temperature!r}')
+            if not _is_number(value) or not math.isfinite(value) or not value >= 0:
+                raise ValueError(f'S2SDEmbedder: {name} must be a finite number >= 0, got {value!r}')
+        if not _is_number(temperature) or not math.isfinite(temperature) or not temperature > 0:
+            raise ValueError(f'S2SDEmbedder: temperature must be a finite number > 0, got {temperature!r}')
+        if temperature < SMALL_TEMPERATURE:
+            print_log(
+                f'S2SDEmbedder: temperature={temperature} < {SMALL_TEMPERATURE}: the kept diagonal takes nearly all '
+                'of each softmax row, so the distillation KL terms (and their gradients) all but vanish; the '
+                'paper uses 1',
+                logger='current',
+                level=logging.WARNING)
         if not isinstance(detach_targets, bool):
             raise ValueError(f'S2SDEmbedder: detach_targets must be a bool, got {detach_targets!r}')
         if target_loss is None:
@@ -155,6 +197,11 @@ class S2SDEmbedder(Deployable, BaseModel):
         self.target_branches = nn.ModuleList(TargetBranch(channels, dim) for dim in self.target_dims)
         self.target_losses = nn.ModuleList(
             build_in_scope(self._branch_loss_cfg(target_loss, dim), MODELS) for dim in self.target_dims)
+        if not isinstance(self.target_losses[0], _MetricLoss):
+            raise TypeError(f'S2SDEmbedder: target_loss (default: the embedder\'s loss) type='
+                            f'{target_loss.get("type")!r} builds {type(self.target_losses[0]).__name__}, which is not '
+                            'a metric-learning loss: expected one of mmkd.models.losses.metric_learning (e.g. '
+                            'MultiSimilarityLoss), called as loss(embeddings (B, D), labels (B, ))')
 
     @staticmethod
     def _embedder_loss_cfg(embedder: ImageEmbedder) -> dict:
@@ -176,7 +223,18 @@ class S2SDEmbedder(Deployable, BaseModel):
 
     @classmethod
     def deployable(cls, model_cfg: dict) -> Tuple[str, dict]:
-        """The base embedder, with the model's data preprocessor."""
+        """The base embedder, with the model's data preprocessor.
+
+        Raises:
+            KeyError: ``model_cfg`` has no ``embedder``.
+            TypeError: its ``embedder`` is not a config dict.
+        """
+        if 'embedder' not in model_cfg:
+            raise KeyError("S2SDEmbedder.deployable: the model config has no 'embedder' key (the config of the base "
+                           'ImageEmbedder that export writes)')
+        if not isinstance(model_cfg['embedder'], dict):
+            raise TypeError("S2SDEmbedder.deployable: the model config's 'embedder' must be a config dict (of the "
+                            f"base ImageEmbedder), got {type(model_cfg['embedder']).__name__}")
         embedder = copy.deepcopy(model_cfg['embedder'])
         embedder.setdefault('type', 'ImageEmbedder')
         if model_cfg.get('data_preprocessor') is not None:

@@ -1,6 +1,7 @@
 """S2SDEmbedder: the similarity KL and the loss composition against float64 evaluations of the paper's formulas (Eq. 3
 and the F term), the gradients the KL terms give (detached targets, detached pooled features), export of the base
 embedder alone, and the checks of the config."""
+import logging
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 from mmengine.structures import BaseDataElement
 
@@ -399,6 +401,46 @@ def test_data_preprocessor_comes_from_the_embedder_and_is_exported():
     build(s2sd_cfg(embedder_cfg(data_preprocessor=preprocessor), data_preprocessor=dict(preprocessor)))
 
 
+def test_data_preprocessor_given_twice_in_other_spellings_is_accepted():
+    """Lists vs tuples, and a scoped vs a plain type name, are one setting."""
+    preprocessor = dict(type='ImgDataPreprocessor', mean=[1, 2, 3], std=[4.0, 5.0, 6.0], bgr_to_rgb=False)
+    other = dict(type='mmengine.ImgDataPreprocessor', mean=(1.0, 2.0, 3.0), std=(4, 5, 6), bgr_to_rgb=False)
+    model = build(s2sd_cfg(embedder_cfg(data_preprocessor=preprocessor), data_preprocessor=other))
+    for module in (model.data_preprocessor, model.embedder.data_preprocessor):
+        assert module.mean.flatten().tolist() == [1.0, 2.0, 3.0] and module.std.flatten().tolist() == [4.0, 5.0, 6.0]
+    with pytest.raises(ValueError, match='S2SDEmbedder: data_preprocessor differs from embedder.data_preprocessor'):
+        build(s2sd_cfg(embedder_cfg(data_preprocessor=preprocessor), data_preprocessor=dict(other, bgr_to_rgb=True)))
+
+
+def test_built_embedder_brings_its_data_preprocessor():
+    """A built embedder's preprocessor is the model's (training and export preprocess alike); another one given
+    beside it is refused."""
+    preprocessor = dict(type='ImgDataPreprocessor', mean=[1.0, 2.0, 3.0], std=[4.0, 5.0, 6.0], bgr_to_rgb=False)
+    embedder = build(embedder_cfg(data_preprocessor=preprocessor))
+    model = S2SDEmbedder(embedder, target_dims=(16, ), target_loss=dict(type='MultiSimilarityLoss'))
+    assert model.data_preprocessor is embedder.data_preprocessor
+    assert model.data_preprocessor.mean.flatten().tolist() == [1.0, 2.0, 3.0]
+    for given in (preprocessor, dict(preprocessor, mean=[0.0, 0.0, 0.0])):
+        with pytest.raises(ValueError, match='S2SDEmbedder: data_preprocessor given with a built embedder'):
+            S2SDEmbedder(
+                build(embedder_cfg()),
+                target_dims=(16, ),
+                target_loss=dict(type='MultiSimilarityLoss'),
+                data_preprocessor=given)
+
+
+@pytest.mark.parametrize(
+    'model_cfg, error, message', [
+        (dict(target_dims=(16, )), KeyError, "the model config has no 'embedder' key"),
+        (dict(embedder='ImageEmbedder'), TypeError, "the model config's 'embedder' must be a config dict .* got str"),
+        (dict(embedder=None), TypeError, "the model config's 'embedder' must be a config dict .* got NoneType"),
+    ],
+    ids=['missing', 'str', 'none'])
+def test_deployable_names_a_bad_embedder_key(model_cfg, error, message):
+    with pytest.raises(error, match='S2SDEmbedder.deployable: ' + message):
+        S2SDEmbedder.deployable(dict(type='S2SDEmbedder', **model_cfg))
+
+
 # --- config checks ---
 
 
@@ -412,14 +454,21 @@ def test_data_preprocessor_comes_from_the_embedder_and_is_exported():
         (dict(target_dims=(16.0, )), ValueError, r'got \(16.0,\)'),
         (dict(target_dims=(True, )), ValueError, r'got \(True,\)'),
         (dict(target_pooling='max'), ValueError, r"target_pooling must be one of \('avg', 'avg_max'\), got 'max'"),
-        (dict(distill_weight=-1.0), ValueError, 'distill_weight must be a number >= 0, got -1.0'),
-        (dict(distill_weight=float('nan')), ValueError, 'distill_weight must be a number >= 0, got nan'),
-        (dict(distill_weight='50'), ValueError, "distill_weight must be a number >= 0, got '50'"),
-        (dict(feat_distill_weight=-5), ValueError, 'feat_distill_weight must be a number >= 0, got -5'),
-        (dict(temperature=0), ValueError, 'temperature must be a number > 0, got 0'),
-        (dict(temperature=-1.0), ValueError, 'temperature must be a number > 0, got -1.0'),
+        (dict(distill_weight=-1.0), ValueError, 'distill_weight must be a finite number >= 0, got -1.0'),
+        (dict(distill_weight=float('nan')), ValueError, 'distill_weight must be a finite number >= 0, got nan'),
+        (dict(distill_weight='50'), ValueError, "distill_weight must be a finite number >= 0, got '50'"),
+        (dict(feat_distill_weight=-5), ValueError, 'feat_distill_weight must be a finite number >= 0, got -5'),
+        (dict(distill_weight=math.inf), ValueError, 'distill_weight must be a finite number >= 0, got inf'),
+        (dict(feat_distill_weight=math.inf), ValueError, 'feat_distill_weight must be a finite number >= 0, got inf'),
+        (dict(temperature=math.inf), ValueError, 'temperature must be a finite number > 0, got inf'),
+        (dict(temperature=0), ValueError, 'temperature must be a finite number > 0, got 0'),
+        (dict(temperature=-1.0), ValueError, 'temperature must be a finite number > 0, got -1.0'),
         (dict(detach_targets=1), ValueError, 'detach_targets must be a bool, got 1'),
         (dict(target_loss='MultiSimilarityLoss'), TypeError, 'target_loss must be a loss config'),
+        (dict(target_loss=dict(type='mmdet.MSELoss')), TypeError,
+         r"target_loss .* type='mmdet.MSELoss' builds MSELoss, which is not a metric-learning loss.* labels \(B, \)"),
+        (dict(embedder=embedder_cfg(loss=dict(type='AbsoluteEmbeddingLoss'))), TypeError,
+         r"target_loss \(default: the embedder's loss\) type='AbsoluteEmbeddingLoss' builds AbsoluteEmbeddingLoss"),
         (dict(embedder=dict(type='TinyNet')), TypeError, 'embedder must be an ImageEmbedder, got TinyNet'),
         (dict(
             embedder=embedder_cfg(data_preprocessor=dict(type='ImgDataPreprocessor')),
@@ -431,6 +480,31 @@ def test_config_checks(overrides, error, message):
     import tests.test_models._tiny_nets  # noqa: F401  (registers TinyNet)
     with pytest.raises(error, match='S2SDEmbedder: .*' + message):
         build(s2sd_cfg(**overrides))
+
+
+def _capture_warnings():
+    """The WARNING records of mmengine's current logger (where print_log(logger='current') writes) from now on."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    MMLogger.get_current_instance().addHandler(handler)
+    return records, handler
+
+
+def test_small_temperature_warns_and_its_kl_vanishes():
+    records, handler = _capture_warnings()
+    try:
+        build(s2sd_cfg(temperature=1.0))
+        build(s2sd_cfg(temperature=0.1))
+        assert records == []
+        build(s2sd_cfg(temperature=0.05))
+    finally:
+        MMLogger.get_current_instance().removeHandler(handler)
+    assert len(records) == 1 and 'S2SDEmbedder: temperature=0.05 < 0.1' in records[0].getMessage()
+    # why: the same random similarities give a KL 1e-20 times smaller at T = 0.01 than at T = 1 (float64 reference)
+    generator = torch.Generator().manual_seed(0)
+    source, target = (ref_cosines(torch.randn(8, 16, generator=generator).numpy()) for _ in range(2))
+    assert ref_kl(source, target, 0.01) < 1e-20 * ref_kl(source, target, 1.0)
 
 
 def test_built_embedder_needs_target_loss():
