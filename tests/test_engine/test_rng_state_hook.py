@@ -79,3 +79,25 @@ def test_iteration_based_resume_restores_after_the_skipped_batches(tmp_path):
     resumed = [next(loop.dataloader_iterator) for _ in range(4)]
     assert resumed == straight[4:]
     assert isinstance(loop.dataloader_iterator, _Augmenting)  # the loop has its own iterator back
+
+
+def test_validation_does_not_draw_from_the_training_stream():
+    # mmengine saves an epoch's checkpoint before validating, and the best checkpoint while validating: both must
+    # hold the states that the training goes on with after the validation
+    hook = RNGStateHook()
+    torch.manual_seed(0), random.seed(0), np.random.seed(0)
+    epoch_checkpoint = {}
+    hook.before_save_checkpoint(None, epoch_checkpoint)
+    after_epoch = _draws()
+    torch.manual_seed(0), random.seed(0), np.random.seed(0)
+    hook.before_save_checkpoint(None, {})
+    hook.before_val(None)
+    _draws()  # the validation loader's iterator, random transforms, ...
+    best_checkpoint = {}
+    hook.before_save_checkpoint(None, best_checkpoint)
+    hook.after_val(None)
+    assert _draws() == after_epoch
+    for checkpoint in (epoch_checkpoint, best_checkpoint):
+        hook._set_states(checkpoint[RNGStateHook.KEY])
+        assert _draws() == after_epoch
+    hook.after_val(None)  # a validation without before_val (e.g. a hook added late): nothing to put back

@@ -24,12 +24,23 @@ class RNGStateHook(Hook):
     The states are plain tuples, ints, an int64 tensor (NumPy's ``uint32`` key) and uint8 tensors: the
     checkpoint stays loadable with ``weights_only=True``, also in torch's legacy (non-zip) format.
     ``tools/train.py`` adds this hook to every run.
+
+    Validation does not draw from the training's stream: the states are taken before a validation and put back
+    after it. mmengine saves an epoch's checkpoint before validating (and the best checkpoint during validation),
+    so without this a resumed run would continue from the states before the validation of that epoch while the
+    uninterrupted run continued from those after it (the validation loader's iterator alone draws from torch's
+    generator), and losses that sample (distance-weighted mining, ...) would diverge.
     """
 
     priority = 'VERY_LOW'
     KEY = 'mmkd_rng_state'
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+    def __init__(self):
+        self._pending = None
+        self._before_val = None
+
+    @staticmethod
+    def _capture() -> dict:
         name, keys, pos, has_gauss, cached = np.random.get_state()
         state = dict(
             python=random.getstate(),
@@ -38,10 +49,19 @@ class RNGStateHook(Hook):
             torch=torch.get_rng_state())
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state['cuda'] = torch.cuda.get_rng_state_all()
-        checkpoint[self.KEY] = state
+        return state
 
-    def __init__(self):
-        self._pending = None
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # a checkpoint saved during validation (the best one) holds the states the training goes on with
+        checkpoint[self.KEY] = self._before_val if self._before_val is not None else self._capture()
+
+    def before_val(self, runner) -> None:
+        self._before_val = self._capture()
+
+    def after_val(self, runner) -> None:
+        state, self._before_val = self._before_val, None
+        if state is not None:
+            self._set_states(state)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # kept until training starts: mmengine may still re-seed after loading, and a checkpoint
@@ -67,13 +87,17 @@ class RNGStateHook(Hook):
         self._restore(runner, state)
 
     @staticmethod
-    def _restore(runner, state: dict) -> None:
+    def _set_states(state: dict) -> None:
         random.setstate(_as_python_state(state['python']))
         name, keys, pos, has_gauss, cached = state['numpy']
         np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         torch.set_rng_state(state['torch'])
         if 'cuda' in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['cuda'])
+
+    @classmethod
+    def _restore(cls, runner, state: dict) -> None:
+        cls._set_states(state)
         runner.logger.info('RNGStateHook: RNG states restored from the resumed checkpoint')
 
 

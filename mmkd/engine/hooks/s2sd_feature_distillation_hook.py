@@ -11,7 +11,7 @@ from mmkd.registry import HOOKS
 @HOOKS.register_module()
 class S2SDFeatureDistillationHook(Hook):
     """Before each training iteration, set ``model.feature_distillation`` of an
-    :class:`~mmkd.models.S2SDEmbedder` to ``runner.iter >= start_iter``.
+    :class:`~mmkd.models.embedding.S2SDEmbedder` to ``runner.iter >= start_iter``.
 
     Roth et al. (ICML 2021, supplementary Sec. F) add the distillation of the pooled backbone features into the base
     embedding only after 1000 iterations, once the base embedding has learnt something. The switch is recomputed from
