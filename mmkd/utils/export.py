@@ -6,9 +6,9 @@ from typing import Any, List, NamedTuple, Optional
 import torch
 from mmengine.config import Config
 
-from .build import checkpoint_config
+from .build import build_in_scope, checkpoint_config
 from .checkpoint import safe_torch_load
-from .teacher import checkpoint_state_dict
+from .teacher import checkpoint_state_dict, deployable_network_config, state_dict_mismatch
 
 MMKD_ONLY_DATASET_KEYS = ('generate', )
 
@@ -160,6 +160,40 @@ def _mmkd_types(value: Any, registries: list) -> List[str]:
     return found
 
 
+def _model_name(model_cfg: dict) -> str:
+    kind = model_cfg.get('type')
+    return getattr(kind, '__name__', str(kind))
+
+
+def _check_weights_fit(network_cfg: dict, default_scope: Optional[str], weights: dict, prefix: str,
+                       origin: str) -> None:
+    """Raise unless ``weights`` fit the network that ``network_cfg`` builds, key for key and shape for shape.
+
+    The network is built (in the registry that knows its type, as ``tools/test.py`` would) but not initialised,
+    so no pretrained weights are fetched; its ``state_dict()`` is what a strict load expects (parameters and
+    persistent buffers such as BN ``num_batches_tracked``). Without this check a wrong ``--config`` or a tampered
+    stored config exports, and mmengine's non-strict load then tests random layers with only a warning.
+
+    Raises:
+        RuntimeError: the network cannot be built, or the weights do not fit it (the first missing, unexpected
+            and resized keys).
+    """
+    from mmkd.models.utils import model_registry_of
+    from mmkd.registry import MODELS
+    try:
+        # a class as type builds with any registry; a name with the one that knows it (mmdet's, mmseg's, mmkd's)
+        registry = MODELS if isinstance(network_cfg['type'], type) else model_registry_of(network_cfg, default_scope)
+        network = build_in_scope(network_cfg, registry)
+    except Exception as e:  # any registry or constructor error: the config of the network is unusable
+        raise RuntimeError(f"{origin}: the deployable network '{prefix}' ({_model_name(network_cfg)}) cannot be "
+                           f'built: {type(e).__name__}: {e}') from e
+    problems = state_dict_mismatch(network, weights)
+    if problems:
+        raise RuntimeError(f"{origin}: the '{prefix}.' weights do not fit the network "
+                           f'{type(network).__name__} that the config declares (a wrong config, or a config that '
+                           'is not the one the checkpoint was trained with?): ' + '; '.join(problems))
+
+
 def export_student(checkpoint: str,
                    out_dir: str,
                    config: Optional[str] = None,
@@ -185,8 +219,15 @@ def export_student(checkpoint: str,
 
     Returns:
         Exported: the written paths, the network's prefix and the mmkd types the config still needs.
+
+    Raises:
+        TypeError: the model is not an mmkd model (a plain checkpoint needs no export).
+        KeyError: no config, no model, an unknown model type or network, or no weights of the network.
+        ValueError: the model config does not give its deployable network (e.g. an ``S2SDEmbedder`` without an
+            ``embedder`` dict).
+        RuntimeError: the network of the config cannot be built, or the weights do not fit it key for key and
+            shape for shape (a wrong ``config``, or a tampered stored one); nothing is written then.
     """
-    from mmkd.models.utils import deployable_of
     ckpt = safe_torch_load(checkpoint, map_location='cpu')
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     if config is not None:
@@ -205,15 +246,18 @@ def export_student(checkpoint: str,
         if network not in networks:
             raise KeyError(f"network={network!r} is not one of the networks of '{checkpoint}': {list(networks)}")
         cfg.model.predict_network = network
-    try:
-        prefix, network_cfg = deployable_of(cfg.model, cfg.get('default_scope'))
-    except TypeError as e:
-        raise TypeError(f"the model of '{checkpoint}' is not an mmkd model ({e}): a plain checkpoint needs no "
-                        'export') from e
+    origin = (f"checkpoint '{checkpoint}' with config '{config}'"
+              if config is not None else f"checkpoint '{checkpoint}' with the config stored in its meta['cfg']")
+    network_of = deployable_network_config(cfg.model, cfg.get('default_scope'), origin)
+    if network_of is None:
+        raise TypeError(f"{_model_name(cfg.model)} is not an mmkd model: the model of '{checkpoint}' declares no "
+                        'deployable network, and a plain checkpoint needs no export')
+    prefix, network_cfg = network_of
     weights = {k[len(prefix) + 1:]: v for k, v in checkpoint_state_dict(ckpt).items() if k.startswith(prefix + '.')}
     if not weights:
         raise KeyError(f"checkpoint '{checkpoint}' has no '{prefix}.' weights (the deployable network of "
                        f'{cfg.model.type})')
+    _check_weights_fit(network_cfg, cfg.get('default_scope'), weights, prefix, origin)
 
     cfg.model = network_cfg
     _stock_hooks(cfg)

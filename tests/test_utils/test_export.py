@@ -157,3 +157,85 @@ def test_a_network_of_a_pair_exports_with_its_own_optimizer_and_schedule(tmp_pat
     assert exported.network == 'net_b' and out.model.to_dict() == dict(type='TinyNet', in_dim=2)
     assert out.optim_wrapper.to_dict() == net_b_optim
     assert [s.to_dict() for s in out.param_scheduler] == [dict(type='LinearLR')]
+
+
+def _s2sd_checkpoint(path, embed_dim: int = 8, base_channels: int = 4, **state) -> str:
+    """A training checkpoint of a tiny S2SDEmbedder (base embedder ``embedder.*``, target branches), its config
+    in meta; ``state`` entries replace (a tensor) or drop (``None``) weights."""
+    from ..test_models.test_embedding.test_s2sd import BACKBONE, embedder_cfg, s2sd_cfg
+    model_cfg = s2sd_cfg(embedder_cfg(backbone=dict(BACKBONE, base_channels=base_channels), embed_dim=embed_dim))
+    torch.manual_seed(0)
+    weights = MODELS.build(model_cfg).state_dict()
+    for key, value in state.items():
+        weights.pop(key) if value is None else weights.__setitem__(key, value)
+    cfg = Config(dict(default_scope='mmkd', model=model_cfg))
+    torch.save(dict(state_dict=weights, meta=dict(cfg=cfg.pretty_text)), path)
+    return str(path)
+
+
+def test_weights_that_do_not_fit_the_given_config_are_refused(tmp_path):
+    # a 4-wide, 8-d S2SD checkpoint exported with the config of a 16-wide, 32-d one (the stored config fits)
+    ckpt = _s2sd_checkpoint(tmp_path / 'epoch_2.pth')
+    exported = export_student(ckpt, str(tmp_path / 'good'))
+    assert exported.network == 'embedder'
+    wrong = str(tmp_path / 's2sd_w16-d32.py')
+    cfg = Config.fromstring(torch.load(ckpt)['meta']['cfg'], '.py')
+    cfg.model.embedder.backbone.base_channels = 16
+    cfg.model.embedder.embed_dim = 32
+    cfg.dump(wrong)
+    with pytest.raises(RuntimeError) as info:
+        export_student(ckpt, str(tmp_path / 'out'), config=wrong)
+    message = str(info.value)
+    assert ckpt in message and wrong in message
+    assert 'backbone.conv1.weight: checkpoint (4, 3, 7, 7) vs model (16, 3, 7, 7)' in message
+    narrow = MODELS.build(Config.fromstring(torch.load(ckpt)['meta']['cfg'], '.py').model.embedder).state_dict()
+    wide = MODELS.build(cfg.model.embedder).state_dict()
+    resized = sum(narrow[k].shape != v.shape for k, v in wide.items())
+    assert wide.keys() == narrow.keys() and f'{resized} shape mismatches, first: backbone.conv1.weight' in message
+    assert not osp.exists(tmp_path / 'out')  # nothing written
+
+
+@pytest.mark.parametrize(
+    'tamper, expected',
+    [
+        (dict(embed_dim=9), r"embedding.weight: checkpoint \(8, 32\) vs model \(9, 32\)"),
+        (dict(state={'embedder.embedding.bias': None}), '1 missing keys, first: embedding.bias$'),
+        (dict(state={'embedder.extra': torch.zeros(1)}), '1 unexpected keys, first: extra$'),
+        # BN buffers are part of the network's state: a checkpoint without them does not fit either
+        (dict(state={'embedder.backbone.bn1.num_batches_tracked': None}),
+         '1 missing keys, first: backbone.bn1.num_batches_tracked$'),
+    ])
+def test_tampered_stored_config_or_weights_are_refused(tmp_path, tamper, expected):
+    ckpt = _s2sd_checkpoint(tmp_path / 'epoch_2.pth', **tamper.get('state', {}))
+    if 'embed_dim' in tamper:  # the stored config says 9-d, the weights are 8-d
+        saved = torch.load(ckpt)
+        cfg = Config.fromstring(saved['meta']['cfg'], '.py')
+        cfg.model.embedder.embed_dim = tamper['embed_dim']
+        saved['meta']['cfg'] = cfg.pretty_text
+        torch.save(saved, ckpt)
+    with pytest.raises(RuntimeError, match=expected) as info:
+        export_student(ckpt, str(tmp_path / 'out'))
+    assert f"checkpoint '{ckpt}' with the config stored in its meta['cfg']" in str(info.value)
+
+
+@pytest.mark.parametrize('tamper, expected', [
+    (lambda model: model.pop('embedder'),
+     r"S2SDEmbedder model config does not give its deployable network \(KeyError: .*'embedder'.*"
+     r"the model keys are \['target_dims', 'type'\]"),
+    (lambda model: model.__setitem__('embedder', 'ImageEmbedder'),
+     r"S2SDEmbedder model config does not give its deployable network \(\w+Error: .*str"),
+    (lambda model: model.embedder.__setitem__('type', 'NoSuchEmbedder'),
+     r"deployable network 'embedder' \(NoSuchEmbedder\) cannot be built: KeyError"),
+])
+def test_stored_model_config_without_a_deployable_network_is_a_clear_error(tmp_path, monkeypatch, tamper, expected):
+    ckpt = _s2sd_checkpoint(tmp_path / 'epoch_2.pth')
+    saved = torch.load(ckpt)
+    cfg = Config.fromstring(saved['meta']['cfg'], '.py')
+    tamper(cfg.model)
+    saved['meta']['cfg'] = cfg.pretty_text
+    torch.save(saved, ckpt)
+    # through the tool, as a user runs it: one error that names the checkpoint
+    monkeypatch.setattr(sys, 'argv', ['export_student.py', ckpt, str(tmp_path / 'out')])
+    with pytest.raises((ValueError, RuntimeError), match=expected) as info:
+        runpy.run_path(osp.join(TOOLS, 'export_student.py'), run_name='__main__')
+    assert str(info.value).startswith(f"checkpoint '{ckpt}' with the config stored in its meta['cfg']")

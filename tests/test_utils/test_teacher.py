@@ -153,3 +153,83 @@ def test_teacher_from_the_network_an_mmkd_model_declares(tmp_path):
     torch.save(dict(state_dict=renamed, meta=torch.load(path)['meta']), path)
     with pytest.raises(RuntimeError, match='pair.pth.*missing keys'):
         build_teacher(MMKD_MODEL['embedder'], path, MMKD_MODELS)
+
+
+def _s2sd_teacher(tmp_path):
+    """A tiny S2SDEmbedder's config file and model, trained one step so that the BN statistics are its own."""
+    from mmkd.registry import MODELS as MMKD_MODELS
+    from ..test_models.test_embedding.test_s2sd import LABELS, inputs, s2sd_cfg, samples
+    config = tmp_path / 's2sd.py'
+    Config(dict(default_scope='mmkd', model=s2sd_cfg())).dump(str(config))
+    torch.manual_seed(0)
+    model = MMKD_MODELS.build(Config.fromfile(str(config)).model)
+    model.feature_distillation = False
+    sum(model.loss(inputs(), samples(LABELS)).values()).backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    return str(config), model.eval()
+
+
+def _embedding_distiller(teacher_cfg, teacher_ckpt):
+    from mmkd.models.embedding import EmbeddingDistiller
+    from ..test_models.test_embedding.test_s2sd import embedder_cfg
+    return EmbeddingDistiller(
+        student=embedder_cfg(embed_dim=4),
+        teacher_cfg=teacher_cfg,
+        teacher_ckpt=teacher_ckpt,
+        distill_loss=dict(type='RelativeDistanceLoss'))
+
+
+@pytest.mark.parametrize('saved', ['training', 'training_no_meta', 'exported'])
+def test_s2sd_config_as_embedding_teacher_gives_its_base_embedder(tmp_path, saved):
+    from mmkd.models.embedding import ImageEmbedder
+    from mmkd.utils.export import export_student
+    config, s2sd = _s2sd_teacher(tmp_path)
+    ckpt = tmp_path / 'iter_1.pth'
+    meta = dict(cfg=Config.fromfile(config).pretty_text) if saved != 'training_no_meta' else dict()
+    torch.save(dict(state_dict=s2sd.state_dict(), meta=meta), ckpt)
+    if saved == 'exported':
+        ckpt = export_student(str(ckpt), str(tmp_path / 'export')).checkpoint
+    d = _embedding_distiller(config, str(ckpt))
+    assert type(d.teacher) is ImageEmbedder and not hasattr(d.teacher, 'target_branches')
+    assert d.teacher_model_cfg.type == 'ImageEmbedder'
+    images = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = s2sd(images, mode='tensor')
+        torch.testing.assert_close(d.teacher.embed(images), expected, rtol=0, atol=0)
+
+
+def test_distiller_config_as_teacher_gives_its_student(tmp_path, teacher_ckpt):
+    # one mechanism for every mmkd model: a detection distiller's config as teacher_cfg is its student
+    d = _distiller(teacher_ckpt[0])
+    path = tmp_path / 'distilled.pth'
+    torch.save(dict(state_dict=d.state_dict(), meta=dict()), path)  # no stored config: the teacher_cfg decides
+    teacher_cfg = dict(type='DetFeatureDistiller', student=model_config(STUDENT_CFG), teacher_cfg=TEACHER_CFG)
+    model, model_cfg = build_teacher(teacher_cfg, str(path), MODELS)
+    assert type(model).__name__ == 'RetinaNet' and model_cfg.backbone == model_config(STUDENT_CFG).backbone
+    for k, v in d.student.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_unfitting_teacher_checkpoint_names_the_closest_reading(tmp_path):
+    config, s2sd = _s2sd_teacher(tmp_path)
+    plain = {k[len('embedder.'):]: v for k, v in s2sd.state_dict().items() if k.startswith('embedder.')}
+    # the base embedder's own weights one key short, with the S2SD config in meta (which declares 'embedder.'):
+    # read as saved they are one key off, under 'embedder.' all are missing
+    plain.pop('embedding.bias')
+    path = tmp_path / 'short.pth'
+    torch.save(dict(state_dict=plain, meta=dict(cfg=Config.fromfile(config).pretty_text)), path)
+    with pytest.raises(RuntimeError) as info:
+        _embedding_distiller(Config.fromfile(config).model.embedder, str(path))
+    message = str(info.value)
+    assert 'short.pth' in message and '1 missing keys, first: embedding.bias [keys as saved' in message
+    assert 'unexpected' not in message
+    # a training checkpoint one key short: the 'embedder.' reading is the closest
+    state = s2sd.state_dict()
+    state.pop('embedder.backbone.bn1.num_batches_tracked')
+    torch.save(dict(state_dict=state, meta=dict()), path)
+    with pytest.raises(
+            RuntimeError,
+            match=r"1 missing keys, first: backbone.bn1.num_batches_tracked \[keys under "
+            r"'embedder.', the prefix stripped \(the closest of the readings tried: as saved, under "
+            r"'embedder.'\)\]"):
+        _embedding_distiller(config, str(path))
