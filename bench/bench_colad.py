@@ -53,7 +53,6 @@ assignments on the initial weights, and every mode's losses (and switch scalars)
 """
 import argparse
 import copy
-import json
 import os
 import os.path as osp
 import statistics
@@ -62,7 +61,7 @@ import warnings
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
-from bench_utils import check_device, device_name, random_gts, time_round_robin_clocks
+from bench_utils import check_device, device_name, random_gts, time_round_robin_clocks, write_results
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -387,17 +386,7 @@ def main():
     print(f'1-minute load average {load_before:.2f} before, {load_after:.2f} after')
     print(summary(results))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(
-                {
-                    'device': name,
-                    'torch': torch.__version__,
-                    'args': vars(args),
-                    'load_average': [load_before, load_after],
-                    'settings': results
-                },
-                f,
-                indent=1)
+        write_results(args.out, name, args, (load_before, load_after), dict(settings=results))
 
 
 if __name__ == '__main__':

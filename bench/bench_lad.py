@@ -56,7 +56,6 @@ drawn again with the next seed (counted and reported).
     python bench/bench_lad.py --quick                # smoke run: 2 images x 4 GT, 256x320, 1 timed round
 """
 import argparse
-import json
 import math
 import os
 import statistics
@@ -65,7 +64,7 @@ import warnings
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from bench_utils import check_device, device_name, random_gts, time_round_robin
+from bench_utils import check_device, device_name, random_gts, time_round_robin, write_results
 from mmdet.models.utils import levels_to_images, multi_apply
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -587,18 +586,7 @@ def main():
     print(f'1-minute load average {load_before:.2f} before, {load_after:.2f} after')
     print(summary(assignment, training))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(
-                {
-                    'device': name,
-                    'torch': torch.__version__,
-                    'args': vars(args),
-                    'load_average': [load_before, load_after],
-                    'assignment': assignment,
-                    'training': training
-                },
-                f,
-                indent=1)
+        write_results(args.out, name, args, (load_before, load_after), dict(assignment=assignment, training=training))
 
 
 if __name__ == '__main__':

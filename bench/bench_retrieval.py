@@ -30,7 +30,6 @@ iterations); two different k-means, so the NMI values are compared, not asserted
     python bench/bench_retrieval.py --quick                 # smoke run: 1500 x 32, 300 classes
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -44,7 +43,7 @@ from pytorch_metric_learning.utils.inference import CustomKNN
 from sklearn.cluster import KMeans
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_utils import check_device, device_name, sync  # noqa: E402
+from bench_utils import check_device, device_name, peak_memory, sync, write_results  # noqa: E402
 
 from mmkd.evaluation import retrieval_metrics  # noqa: E402
 
@@ -62,30 +61,6 @@ def synthetic(num_samples: int, dim: int, num_classes: int, noise: float, seed: 
     labels = labels[torch.randperm(num_samples, generator=gen)]
     x = centres[labels] + noise * torch.randn(num_samples, dim, generator=gen)
     return torch.nn.functional.normalize(x, dim=1), labels
-
-
-def peak_memory(fn: Callable, device: str):
-    """(fn's result, the rise of peak memory in bytes during the call)."""
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        result = fn()
-        torch.cuda.synchronize()
-        return result, torch.cuda.max_memory_allocated() - before
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # resets VmHWM to the current resident set
-    before = _status_kib('VmHWM')
-    result = fn()
-    return result, 1024 * (_status_kib('VmHWM') - before)
-
-
-def _status_kib(key: str) -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(key + ':'):
-                return int(line.split()[1])
-    raise RuntimeError(f'bench_retrieval: no {key} in /proc/self/status')
 
 
 def time_sides(fns: Dict[str, Callable], device: str, repeat: int, warmups: Dict[str, Callable]) -> Dict[str, dict]:
@@ -245,17 +220,7 @@ def main():
     print(f'1-minute load average {load_before:.2f} before, {load_after:.2f} after')
     ok = report(args, result)
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(
-                {
-                    'device': name,
-                    'torch': torch.__version__,
-                    'args': vars(args),
-                    'load_average': [load_before, load_after],
-                    **result
-                },
-                f,
-                indent=1)
+        write_results(args.out, name, args, (load_before, load_after), result)
     sys.exit(0 if ok else 1)
 
 

@@ -38,7 +38,6 @@ there the tiny backbone costs less than the target branches, so the ratio says n
 """
 import argparse
 import copy
-import json
 import os
 import statistics
 import sys
@@ -46,8 +45,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from bench_retrieval import peak_memory
-from bench_utils import check_device, device_name, time_round_robin_clocks
+from bench_utils import check_device, device_name, peak_memory, time_round_robin_clocks, write_results
 from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import init_default_scope
@@ -313,17 +311,7 @@ def main():
     print(f'1-minute load average {load_before:.2f} before, {load_after:.2f} after')
     report(result)
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(
-                {
-                    'device': name,
-                    'torch': torch.__version__,
-                    'args': vars(args),
-                    'load_average': [load_before, load_after],
-                    **result
-                },
-                f,
-                indent=1)
+        write_results(args.out, name, args, (load_before, load_after), result)
 
 
 if __name__ == '__main__':

@@ -1,10 +1,11 @@
 """What the benchmarks in bench/ share: the machine's name, device synchronisation around timings, round-robin
-timing and COCO-like random GT boxes."""
+timing, peak memory, the JSON record of a run and COCO-like random GT boxes."""
+import json
 import math
 import os
 import platform
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 from mmengine.structures import InstanceData
@@ -90,3 +91,36 @@ def device_name(device: str) -> str:
     if device.startswith('cuda'):
         return torch.cuda.get_device_name()
     return f'{cpu_model()}, {torch.get_num_threads()} threads, {os.cpu_count()} logical CPUs'
+
+
+def peak_memory(fn: Callable, device: str) -> Tuple[object, int]:
+    """(fn's result, the rise of peak memory in bytes during the call): on CUDA ``max_memory_allocated`` above what
+    was allocated before; on the CPU the rise of the peak resident set (``VmHWM``, reset before the call)."""
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        result = fn()
+        torch.cuda.synchronize()
+        return result, torch.cuda.max_memory_allocated() - before
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # resets VmHWM to the current resident set
+    before = _status_kib('VmHWM')
+    result = fn()
+    return result, 1024 * (_status_kib('VmHWM') - before)
+
+
+def _status_kib(key: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'bench_utils: no {key} in /proc/self/status')
+
+
+def write_results(path: str, device: str, args, load_average: Sequence[float], results: dict) -> None:
+    """The JSON record of a benchmark run: the device's name, torch's version, the arguments, the 1-minute load
+    average before and after, and the benchmark's own ``results`` keys."""
+    record = dict(device=device, torch=torch.__version__, args=vars(args), load_average=list(load_average), **results)
+    with open(path, 'w') as f:
+        json.dump(record, f, indent=1)

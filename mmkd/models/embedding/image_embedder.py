@@ -93,11 +93,11 @@ class ImageEmbedder(BaseModel):
         feats = self.backbone(inputs)
         return tuple(feats) if isinstance(feats, (list, tuple)) else (feats, )
 
-    def pool(self, feats: Tuple[Tensor, ...]) -> Tensor:
-        """(B, C) global pooling of the last map."""
+    def pool(self, feats: Tuple[Tensor, ...], pooling: Optional[str] = None) -> Tensor:
+        """(B, C) global pooling of the last map, ``pooling`` (one of ``POOLINGS``) or else the model's own."""
         last = feats[-1]
         pooled = F.adaptive_avg_pool2d(last, 1).flatten(1)
-        if self.pooling == 'avg_max':
+        if (pooling or self.pooling) == 'avg_max':
             pooled = pooled + F.adaptive_max_pool2d(last, 1).flatten(1)
         return pooled
 

@@ -247,11 +247,7 @@ class S2SDEmbedder(Deployable, BaseModel):
 
     def target_pool(self, feats: Tuple[Tensor, ...]) -> Tensor:
         """(B, C) input of the target branches: the last map's global average (+ max for ``'avg_max'``) pool."""
-        last = feats[-1]
-        pooled = F.adaptive_avg_pool2d(last, 1).flatten(1)
-        if self.target_pooling == 'avg_max':
-            pooled = pooled + F.adaptive_max_pool2d(last, 1).flatten(1)
-        return pooled
+        return self.embedder.pool(feats, self.target_pooling)
 
     def forward_train(self, inputs: Tensor) -> Tuple[Tensor, Tensor, List[Tensor]]:
         """(base embeddings (B, D), target-branch input (B, C), target embeddings [(B, D_i)]), all L2-normalised
