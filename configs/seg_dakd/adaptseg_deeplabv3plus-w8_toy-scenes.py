@@ -1,5 +1,5 @@
-# Toy student alone: the 8-wide DeepLabV3+ adapted source -> target by output-space adversarial learning (discriminators on
-# the main and auxiliary outputs). No teacher: the "student" row of the toy comparison.
+# Toy student alone: the 8-wide DeepLabV3+ adapted source -> target by output-space adversarial learning
+# (discriminators on the main and auxiliary outputs). No teacher: the "student" row of the toy comparison.
 _base_ = ['../_base_/datasets/toy_scenes_uda.py', '../_base_/schedules/toy_seg_uda.py']
 model = dict(
     type='SegOutputSpaceAdaptation',

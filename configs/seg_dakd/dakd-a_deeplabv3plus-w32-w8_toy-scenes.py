@@ -1,7 +1,7 @@
-# Toy domain-adaptive distillation, paradigm (a) source-domain distillation: the adapted 8-wide student learns from the adapted
-# 32-wide teacher (adaptseg_deeplabv3plus-w32_toy-scenes.py) with KL 0.1 + MSE 0.01 + quasi-teacher CE 1.0 (Table 1
-# row (vii)) on the decode head, and output-space adversarial adaptation. Set teacher_ckpt (tools/quickstart.py seg
-# sets it to its teacher run's checkpoint).
+# Toy domain-adaptive distillation, paradigm (a) source-domain distillation: the adapted 8-wide student learns from
+# the adapted 32-wide teacher (adaptseg_deeplabv3plus-w32_toy-scenes.py) with KL 0.1 + MSE 0.01 + quasi-teacher CE 1.0
+# (Table 1 row (vii)) on the decode head, and output-space adversarial adaptation. Set teacher_ckpt
+# (tools/quickstart.py seg sets it to its teacher run's checkpoint).
 _base_ = ['../_base_/datasets/toy_scenes_uda.py', '../_base_/schedules/toy_seg_uda.py']
 model = dict(
     type='DomainAdaptiveDistiller',

@@ -1,8 +1,7 @@
-# Toy 8-wide DeepLabV3+ trained on the source domain alone and tested on the target: the domain gap (no
-# adaptation). Its model is the segmentor of the toy adaptation and distillation configs.
+# Toy 8-wide DeepLabV3+ trained on the source domain alone and tested on the target: the domain gap (no adaptation).
+# Its model is the segmentor of the toy adaptation and distillation configs.
 _base_ = [
-    '../_base_/models/toy_deeplabv3plus.py', '../_base_/datasets/toy_scenes_source.py',
-    '../_base_/schedules/toy_seg.py'
+    '../_base_/models/toy_deeplabv3plus.py', '../_base_/datasets/toy_scenes_source.py', '../_base_/schedules/toy_seg.py'
 ]
 model = dict(
     backbone=dict(stem_channels=8, base_channels=8),

@@ -182,11 +182,14 @@ class ToyScenesDataset(BaseSegDataset):
 
     METAINFO = dict(classes=CLASSES, palette=PALETTE)
 
-    def __init__(self, *args, generate: Optional[dict] = None, **kwargs):
+    def __init__(self,
+                 *args,
+                 img_suffix: str = '.png',
+                 seg_map_suffix: str = '.png',
+                 generate: Optional[dict] = None,
+                 **kwargs):
         data_root = kwargs.get('data_root')
         if not data_root:
             raise KeyError('ToyScenesDataset needs data_root: the folder to read or generate the toy scenes in')
         generate_toy_scenes(data_root, **(generate or {}))
-        kwargs.setdefault('img_suffix', '.png')
-        kwargs.setdefault('seg_map_suffix', '.png')
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)

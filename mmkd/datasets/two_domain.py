@@ -11,7 +11,20 @@ def _build(cfg, role: str):
         return cfg
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError(f'TwoDomainDataset.{role} must be a dataset config dict with a type, got {cfg!r}')
-    return SEG_DATASETS.build(cfg)
+    try:
+        return SEG_DATASETS.build(cfg)
+    except ValueError as e:
+        # mmengine's BaseDataset serialises its data list with np.concatenate, which fails on an empty list: the
+        # check of TwoDomainDataset.__init__ never sees an empty mmseg dataset
+        if 'need at least one array to concatenate' in str(e):
+            raise ValueError(_empty(role, cfg['type'])) from e
+        raise
+
+
+def _empty(role: str, kind) -> str:
+    """The error of an empty ``role`` domain of type ``kind``."""
+    return (f'TwoDomainDataset: the {role} dataset ({getattr(kind, "__name__", kind)}) is empty: check its data_root '
+            'and data_prefix')
 
 
 @SEG_DATASETS.register_module()
@@ -38,13 +51,13 @@ class TwoDomainDataset(Dataset):
         self.source, self.target = _build(source, 'source'), _build(target, 'target')
         for role, dataset in (('source', self.source), ('target', self.target)):
             if len(dataset) == 0:
-                raise ValueError(f'TwoDomainDataset: the {role} dataset ({type(dataset).__name__}) is empty: check its '
-                                 'data_root and data_prefix')
+                raise ValueError(_empty(role, type(dataset)))
         s_classes = tuple(self.source.metainfo.get('classes', ()))
         t_classes = tuple(self.target.metainfo.get('classes', ()))
         if s_classes and t_classes and s_classes != t_classes:
-            raise ValueError(f'TwoDomainDataset: source classes {s_classes} differ from target classes {t_classes}: map '
-                             'both domains to the same classes (e.g. the 19 Cityscapes classes)')
+            raise ValueError(
+                f'TwoDomainDataset: source classes {s_classes} differ from target classes {t_classes}: map '
+                'both domains to the same classes (e.g. the 19 Cityscapes classes)')
         self.order = np.random.default_rng(seed).permutation(len(self.target))
 
     @property
@@ -65,5 +78,4 @@ class TwoDomainDataset(Dataset):
             raise IndexError(f'TwoDomainDataset index {index} out of range for {len(self)} items')
         index %= len(self)
         return dict(
-            source=self.source[index % len(self.source)],
-            target=self.target[int(self.order[index % len(self.target)])])
+            source=self.source[index % len(self.source)], target=self.target[int(self.order[index % len(self.target)])])

@@ -8,7 +8,7 @@ import os.path as osp
 
 from mmengine.config import Config
 
-from mmkd.datasets import generate_toy_retrieval, generate_toy_shapes
+from mmkd.datasets import generate_toy_retrieval, generate_toy_scenes, generate_toy_shapes
 from .stages import Method, Stage, register_method
 
 TOY_TEACHER = 'configs/toy/retinanet_tiny-w32_toy.py'
@@ -145,3 +145,60 @@ register_method(
         use_data=use_toy_retrieval,
         compare=('baseline', 'dsd', 'msdf'),
         data_root='data/toy_retrieval/'))
+
+SEG_TEACHER = 'configs/seg_dakd/adaptseg_deeplabv3plus-w32_toy-scenes.py'
+SEG_SOURCE_ONLY = 'configs/seg_dakd/deeplabv3plus-w8_toy-scenes-source.py'
+SEG_STUDENT = 'configs/seg_dakd/adaptseg_deeplabv3plus-w8_toy-scenes.py'
+
+
+def toy_scenes_data(args: argparse.Namespace) -> str:
+    """Generates the two-domain toy scenes under ``args.data_root`` unless complete there; returns the folder."""
+    return osp.join(generate_toy_scenes(osp.abspath(args.data_root)), '')
+
+
+def use_toy_scenes(cfg: Config, data_root: str) -> None:
+    """Points every dataset of a toy scene config (both domains of a two-domain training set) at ``data_root``."""
+    datasets = [cfg.test_dataloader.dataset]
+    train = cfg.train_dataloader.dataset
+    datasets += [train.source, train.target] if train.type == 'TwoDomainDataset' else [train]
+    for dataset in datasets:
+        dataset.data_root = data_root
+
+
+register_method(
+    Method(
+        name='seg',
+        summary='Domain-adaptive distillation for segmentation (Kothandaraman et al., WACV-W 2021): DeepLabV3+ w32 -> '
+        'w8 on the toy scenes, source -> target, paradigms (a)-(d)',
+        stages=(
+            Stage('teacher', 'teacher (w32, adapted)', SEG_TEACHER, per_seed=False),
+            Stage('source_only', 'student, source only', SEG_SOURCE_ONLY, tag='source only'),
+            Stage('student', 'student alone (adapted)', SEG_STUDENT),
+            Stage(
+                'a',
+                '(a) source distillation',
+                'configs/seg_dakd/dakd-a_deeplabv3plus-w32-w8_toy-scenes.py',
+                teacher='teacher'),
+            Stage(
+                'b',
+                '(b) target distillation',
+                'configs/seg_dakd/dakd-b_deeplabv3plus-w32-w8_toy-scenes.py',
+                teacher='teacher'),
+            Stage(
+                'c',
+                '(c) source + target',
+                'configs/seg_dakd/dakd-c_deeplabv3plus-w32-w8_toy-scenes.py',
+                teacher='teacher'),
+            Stage(
+                'd',
+                '(d) target, from (c)',
+                'configs/seg_dakd/dakd-d_deeplabv3plus-w32-w8_toy-scenes.py',
+                teacher='teacher',
+                init_from='c'),
+        ),
+        metrics=(('mIoU', 'mIoU'), ('mAcc', 'mAcc'), ('aAcc', 'aAcc')),
+        metric_note='target-domain val, %',
+        prepare_data=toy_scenes_data,
+        use_data=use_toy_scenes,
+        compare=('student', 'a', 'b', 'c', 'd'),
+        data_root='data/toy_scenes/'))

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple, Unio
 
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
+from mmengine.runner import IterBasedTrainLoop, Runner
 
 from mmkd.registry import HOOKS
 
@@ -44,6 +44,9 @@ class Stage:
         networks: for a model of several trained networks (a CoLAD pair), ``(network, row name)`` pairs: the
             final model is tested once per network (its ``predict_network``), one table row each, whose key (in
             ``compare``) is ``'<key>.<network>'``.
+        init_from: key of an earlier stage whose final checkpoint this stage starts from (``load_from``; e.g. the
+            paradigm (d) of domain-adaptive distillation starts from the (c) student), of the same seed when both
+            run per seed.
     """
     key: str
     name: str
@@ -52,6 +55,7 @@ class Stage:
     teacher: Optional[str] = None
     tag: Optional[str] = None
     networks: Tuple[Tuple[str, str], ...] = ()
+    init_from: Optional[str] = None
 
     def rows(self) -> List[Tuple[str, str, Optional[str]]]:
         """(row key, row name, network or None) of each table row of this stage."""
@@ -115,6 +119,11 @@ class Method:
             if teacher is not None and teacher.per_seed and not stage.per_seed:
                 raise ValueError(f'quickstart method {self.name!r}: stage {stage.key!r} runs once but its teacher '
                                  f'{stage.teacher!r} runs per seed: which seed\'s teacher is meant?')
+            start = earlier.get(stage.init_from)
+            if stage.init_from is not None and (start is None or (start.per_seed and not stage.per_seed)):
+                raise ValueError(f'quickstart method {self.name!r}: stage {stage.key!r} starts from '
+                                 f'{stage.init_from!r}, which is not an earlier stage of the same seeds (earlier: '
+                                 f'{list(earlier)})')
             earlier[stage.key] = stage
         rows = [key for stage in self.stages if stage.per_seed for key, _, _ in stage.rows()]
         if self.compare is not None:
@@ -147,7 +156,8 @@ def clock(seconds: float) -> str:
 
 @HOOKS.register_module()
 class QuickstartProgressHook(Hook):
-    """One progress line per epoch (and after the first iteration): loss, elapsed time, time left in the stage.
+    """One progress line per epoch (an iteration-based loop: per tenth of its iterations) and after the first
+    iteration: loss, elapsed time, time left in the stage.
 
     Args:
         label: the stage's name in the line.
@@ -172,15 +182,27 @@ class QuickstartProgressHook(Hook):
             if key == 'loss' or key.endswith('.loss'):
                 self.losses.setdefault(key[:-len('loss')].rstrip('.'), []).append(float(value.detach()))
         done, total = runner.iter + 1, runner.max_iters
+        if isinstance(runner.train_loop, IterBasedTrainLoop):
+            if done == 1 or done % max(total // 10, 1) == 0 or done == total:
+                elapsed = time.time() - self.start
+                print(
+                    f'  [{self.label}] iter {done}/{total}  loss {self._loss()}  elapsed {clock(elapsed)}  '
+                    f'left ~{clock(elapsed / done * (total - done))}',
+                    file=self.stream or sys.stdout,
+                    flush=True)
+            return
         if done == 1 or batch_idx + 1 == len(runner.train_dataloader):
             elapsed = time.time() - self.start
-            loss = ' / '.join(f'{name} {statistics.fmean(values[-50:]):.3f}'.lstrip()
-                              for name, values in self.losses.items()) or 'nan'
+            loss = self._loss()
             print(
                 f'  [{self.label}] epoch {runner.epoch + 1}/{runner.max_epochs}  iter {done}/{total}  '
                 f'loss {loss}  elapsed {clock(elapsed)}  left ~{clock(elapsed / done * (total - done))}',
                 file=self.stream or sys.stdout,
                 flush=True)
+
+    def _loss(self) -> str:
+        return ' / '.join(f'{name} {statistics.fmean(values[-50:]):.3f}'.lstrip()
+                          for name, values in self.losses.items()) or 'nan'
 
 
 def config_hash(cfg: Config, upstream: Sequence[str] = ()) -> str:
@@ -200,11 +222,14 @@ def stage_config(path: str, work_dir: str, seed: int, epochs: Optional[int] = No
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed, deterministic=False)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=50)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=True)
+    iter_based = cfg.train_cfg.get('type') in ('IterBasedTrainLoop', 'mmengine.IterBasedTrainLoop')
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=True, by_epoch=not iter_based)
     for loader in ('train_dataloader', 'test_dataloader'):
         # several runners live in this process one after the other: workers must not outlive their stage
         cfg[loader].persistent_workers = False
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    if epochs is not None and iter_based:
+        raise ValueError(f'{path} trains for a number of iterations (IterBasedTrainLoop): --epochs does not apply')
     if epochs is not None:
         config_epochs = cfg.train_cfg.max_epochs
         cfg.train_cfg.max_epochs = epochs
@@ -218,6 +243,13 @@ def stage_config(path: str, work_dir: str, seed: int, epochs: Optional[int] = No
                 if 'milestones' in scheduler:
                     scheduler.milestones = [max(1, round(m * epochs / config_epochs)) for m in scheduler.milestones]
     return cfg
+
+
+def final_checkpoint(cfg: Config) -> str:
+    """The checkpoint a stage's training ends with (``iter_<max_iters>.pth`` or ``epoch_<max_epochs>.pth``)."""
+    if 'max_iters' in cfg.train_cfg:
+        return osp.join(cfg.work_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
+    return osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
 
 
 class Quickstart:
@@ -280,7 +312,7 @@ class Quickstart:
         record = dict(
             label=label,
             config_hash=digest,
-            checkpoint=osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth'),
+            checkpoint=final_checkpoint(cfg),
             train_seconds=round(train_seconds, 1),
             test_seconds=round(time.time() - start - train_seconds, 1),
             metrics=metrics)
@@ -337,6 +369,11 @@ class Quickstart:
                 cfg.model.update(teacher_cfg=teacher_cfg.model.to_dict(), teacher_ckpt=teacher['checkpoint'])
                 # a retrained teacher (other seed, epochs, data) retrains its students too
                 upstream.append(teacher['config_hash'])
+            if stage.init_from is not None:
+                start_record, _ = done[(stage.init_from,
+                                        seed if stages[stage.init_from].per_seed else args.teacher_seed)]
+                cfg.load_from = start_record['checkpoint']
+                upstream.append(start_record['config_hash'])
             record = self.run_stage(label, cfg, upstream, [network for network, _ in stage.networks])
             done[(stage.key, seed)] = (record, cfg)
             for key, name, network in stage.rows():

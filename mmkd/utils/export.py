@@ -1,4 +1,5 @@
 """Export the deployable network of an mmkd checkpoint (a distiller's student, ...) as a plain model."""
+import inspect
 import os
 import os.path as osp
 from typing import Any, List, NamedTuple, Optional
@@ -45,9 +46,16 @@ def _is_mmkd(obj: Any) -> bool:
 
 
 def _is_mmkd_type(kind: Any, registries: list) -> bool:
-    """Whether a ``type`` value needs mmkd: registered in one of mmkd's own registries, or an mmkd class."""
-    if isinstance(kind, str) and any(r.scope == 'mmkd' and kind in r.module_dict for r in registries):
-        return True
+    """Whether a ``type`` value needs mmkd: an mmkd class, or a name that only mmkd's own registries know.
+
+    A name that a stock registry knows too (mmkd's embedding ``RandomCrop`` and mmseg's / mmdet's) is the stock
+    class in an mmdet or mmseg scope, the scope of a config that can load without mmkd (one of
+    ``default_scope='mmkd'`` keeps mmkd anyway)."""
+    if isinstance(kind, str):
+        stock = next((c for c in (r.get(kind) for r in registries if r.scope != 'mmkd') if c is not None), None)
+        if stock is not None:
+            return _is_mmkd(stock)
+        return any(r.scope == 'mmkd' and kind in r.module_dict for r in registries)
     return _is_mmkd(_lookup(kind, registries))
 
 
@@ -79,25 +87,46 @@ def _stock_ancestor(cls: type, stock_registries: tuple) -> Optional[type]:
         (c for c in cls.__mro__[1:] if not _is_mmkd(c) and any(r.get(c.__name__) is c for r in stock_registries)), None)
 
 
+def _init_defaults(cls: type) -> dict:
+    """The keyword defaults of ``cls.__init__``."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
 def _stock_dataset(dataset: dict) -> dict:
     """Replace an mmkd dataset type by the registered stock class it extends (e.g. ToyShapesDataset ->
-    CocoDataset); a dataset with no registered stock ancestor keeps its mmkd type."""
+    CocoDataset), with the mmkd class's constructor defaults that differ from the stock one's; a
+    :class:`~mmkd.datasets.TwoDomainDataset` becomes its (stock) source dataset; a dataset with no registered stock
+    ancestor, or with its own label mapping (``get_label_map``), keeps its mmkd type."""
     from mmdet.registry import DATASETS as DET_DATASETS
     from mmengine.registry import DATASETS as MMENGINE_DATASETS
     from mmseg.registry import DATASETS as SEG_DATASETS
 
+    from mmkd.datasets import TwoDomainDataset
     from mmkd.registry import DATASETS
     dataset = dict(dataset)
     if 'dataset' in dataset and isinstance(dataset['dataset'], dict):  # wrappers such as RepeatDataset
         dataset['dataset'] = _stock_dataset(dataset['dataset'])
     registries = [DET_DATASETS, SEG_DATASETS, DATASETS]
     cls = _lookup(dataset.get('type'), registries)
+    if isinstance(cls, type) and issubclass(cls, TwoDomainDataset) and isinstance(dataset.get('source'), dict):
+        # the exported segmentor trains alone, with a stock train_step that reads one labelled batch: its
+        # training set is the labelled source domain (the unlabelled target only served the adaptation)
+        return _stock_dataset(dataset['source'])
     if cls is None or not _is_mmkd_type(dataset.get('type'), registries):
         return dataset
     stock = _stock_ancestor(cls, (DET_DATASETS, SEG_DATASETS, MMENGINE_DATASETS))
+    label_maps = [inspect.getattr_static(c, 'get_label_map', None) for c in (cls, stock)]
+    if stock is not None and label_maps[0] is not label_maps[1]:
+        stock = None  # its own label mapping (GTA5's label ids -> train ids): the stock class reads other labels
     if stock is not None:
         dataset['type'] = stock.__name__
         dataset.setdefault('metainfo', _plain(dict(getattr(cls, 'METAINFO', {}))))
+        # the mmkd class's own defaults (e.g. '.png' files where mmseg's default is '.jpg') say where its data is
+        stock_defaults = _init_defaults(stock)
+        for key, value in _init_defaults(cls).items():
+            if key not in dataset and key in stock_defaults and stock_defaults[key] != value:
+                dataset[key] = _plain(value)
         for key in MMKD_ONLY_DATASET_KEYS:
             dataset.pop(key, None)
     return dataset

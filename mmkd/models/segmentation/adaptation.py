@@ -4,14 +4,15 @@ An iteration reads a labelled source batch and an unlabelled target batch (see
 :class:`~mmkd.datasets.TwoDomainDataset`) and makes two updates, each network with its own optimizer (an
 ``OptimWrapperDict``, see :class:`~mmkd.engine.MultiNetworkOptimWrapperConstructor`):
 
-1. the student (segmentor): its supervised losses on the source batch, the distillation terms of a subclass, and,
+1. the student (segmentor), run once on both batches stacked (``joint_forward``): its supervised losses on the
+   source batch, the distillation terms of a subclass, and,
    for every adversarial head, ``w_adv * BCE(D(softmax(student(target))), source)``: the target outputs are to look
    like source outputs to the discriminator (whose parameters get no gradient from this term);
 2. the discriminator: ``BCE(D(p_source), source) / 2 + BCE(D(p_target), target) / 2`` on the student's detached
    softmax maps of step 1 (source = 0, target = 1), which gives the student no gradient.
 """
 from functools import partial
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -87,8 +88,12 @@ class OutputSpaceAdaptationMixin(MultiNetworkTrainMixin):
     terms to the student's update in :meth:`extra_student_losses`.
     """
 
-    def _init_adversarial(self, discriminator: Optional[dict], adv_weights: Optional[Dict[str, float]]) -> None:
+    def _init_adversarial(self,
+                          discriminator: Optional[dict],
+                          adv_weights: Optional[Dict[str, float]],
+                          joint_forward: bool = True) -> None:
         name = type(self).__name__
+        self.joint_forward = joint_forward
         self.student_heads = segmentor_heads(self.student)
         self.ignore_index = self.student.decode_head.ignore_index
         self.num_classes = self.student.decode_head.out_channels
@@ -100,15 +105,16 @@ class OutputSpaceAdaptationMixin(MultiNetworkTrainMixin):
         for head, weight in adv_weights.items():
             if head not in self.student_heads:
                 raise KeyError(f'{name}: adv_weights names head {head!r}; the student has {list(self.student_heads)}')
-            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight >= 0 or weight == float(
-                    'inf'):
+            if not isinstance(weight,
+                              (int, float)) or isinstance(weight, bool) or not weight >= 0 or weight == float('inf'):
                 raise ValueError(f'{name}: adv_weights[{head!r}] must be a finite number >= 0, got {weight!r}')
         self.adv_weights = adv_weights
         if discriminator is not None:
             if 'in_channels' in discriminator:
                 raise KeyError(f'{name}: discriminator.in_channels is the number of classes and is set for you')
             self.discriminator = nn.ModuleDict({
-                head.replace('.', '_'): build_in_scope(dict(discriminator, in_channels=self.num_classes), SEG_MODELS)
+                head.replace('.', '_'):
+                build_in_scope(dict(discriminator, in_channels=self.num_classes), SEG_MODELS)
                 for head in adv_weights
             })
             self.trainable_networks = ('student', 'discriminator')
@@ -144,21 +150,32 @@ class OutputSpaceAdaptationMixin(MultiNetworkTrainMixin):
         """Supervised losses on the source, ``extra_student_losses``, adversarial terms on the target; keeps the
         detached softmax maps of the adversarial heads in ``kept`` for the discriminator."""
         source, target = batches['source'], batches['target']
-        needed = set(self.adv_weights) | self.distilled_heads()
-        logits = {
-            'source': head_logits(self.student, self.student_heads, list(self.student_heads), source['inputs'])
-        }
-        if self.adv_weights or 'target' in self.distilled_domains():
-            logits['target'] = head_logits(self.student, self.student_heads, sorted(needed), target['inputs'])
+        heads = list(self.student_heads)
+        if not (self.adv_weights or 'target' in self.distilled_domains()):
+            logits = {'source': head_logits(self.student, self.student_heads, heads, source['inputs'])}
+        elif self.joint_forward and source['inputs'].shape[1:] == target['inputs'].shape[1:]:
+            # one pass over both domains: batch-norm statistics of the mixed batch, as the running statistics that
+            # inference uses (alternating per-domain passes would train on per-domain statistics and test on a mix)
+            both = head_logits(self.student, self.student_heads, heads, torch.cat([source['inputs'], target['inputs']]))
+            num = len(source['inputs'])
+            logits = {'source': {h: x[:num] for h, x in both.items()}, 'target': {h: x[num:] for h, x in both.items()}}
+        else:
+            logits = {
+                domain: head_logits(self.student, self.student_heads, heads, batches[domain]['inputs'])
+                for domain in ('source', 'target')
+            }
         losses = {}
         for head, seg_logits in logits['source'].items():
-            losses.update(add_prefix(self.student_heads[head].loss_by_feat(seg_logits, source['data_samples']),
-                                     loss_prefix(head)))
+            losses.update(
+                add_prefix(self.student_heads[head].loss_by_feat(seg_logits, source['data_samples']),
+                           loss_prefix(head)))
         losses.update(self.extra_student_losses(batches, logits))
         for head, weight in self.adv_weights.items():
             align = self.student_heads[head].align_corners
-            probs = {domain: self.full_size(logits[domain][head], batches[domain], align).float().softmax(1)
-                     for domain in ('source', 'target')}
+            probs = {
+                domain: self.full_size(logits[domain][head], batches[domain], align).float().softmax(1)
+                for domain in ('source', 'target')
+            }
             disc = self.discriminator[head.replace('.', '_')]
             d_target = disc(probs['target'])
             losses[f'{loss_prefix(head)}.loss_adv'] = weight * F.binary_cross_entropy_with_logits(
@@ -216,10 +233,11 @@ class OutputSpaceAdaptationMixin(MultiNetworkTrainMixin):
 
     @classmethod
     def deployable(cls, model_cfg: dict) -> Tuple[str, dict]:
-        """The student: (``'student'``, ``model_cfg['student']``)."""
+        """The student: (``'student'``, its model config; a config path is read)."""
         if 'student' not in model_cfg:
             raise KeyError(f'{cls.__name__} config has no student: {sorted(model_cfg)}')
-        return 'student', model_cfg['student']
+        student = model_cfg['student']
+        return 'student', model_config(student, 'student') if isinstance(student, str) else student
 
     @property
     def deployable_network(self) -> nn.Module:
@@ -241,12 +259,16 @@ class SegOutputSpaceAdaptation(OutputSpaceAdaptationMixin, Deployable, BaseModel
         discriminator: the discriminator config, one built per adversarial head with ``in_channels`` = classes.
         adv_weights: head name -> weight of its adversarial term (the paper: ``decode_head`` 1e-3,
             ``auxiliary_head`` 2e-4).
+        joint_forward: run the student once on the source and target batches stacked (when their inputs have the
+            same size), so that batch norm normalises with the statistics of both domains in training as its
+            running statistics do at test time; ``False``: one pass per domain.
     """
 
     def __init__(self,
                  student: Union[dict, nn.Module],
                  discriminator: dict = dict(type='OutputSpaceDiscriminator'),
                  adv_weights: Dict[str, float] = dict(decode_head=1e-3, auxiliary_head=2e-4),
+                 joint_forward: bool = True,
                  init_cfg: Optional[dict] = None):
         if isinstance(student, str):
             student = model_config(student, 'student')
@@ -256,6 +278,4 @@ class SegOutputSpaceAdaptation(OutputSpaceAdaptationMixin, Deployable, BaseModel
         if discriminator is None:
             raise ValueError('SegOutputSpaceAdaptation without a discriminator is plain source training: use the '
                              'student config itself')
-        self._init_adversarial(discriminator, adv_weights)
-
-
+        self._init_adversarial(discriminator, adv_weights, joint_forward)

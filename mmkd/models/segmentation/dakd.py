@@ -44,6 +44,8 @@ class DomainAdaptiveDistiller(OutputSpaceAdaptationMixin, BaseDistiller):
         distill_domains: where the terms apply: ``('source',)``, ``('target',)`` or ``('source', 'target')``.
         discriminator: the discriminator config (``None``: no adversarial adaptation).
         adv_weights: head name -> weight of its adversarial term (paper: decode 1e-3, auxiliary 2e-4).
+        joint_forward: one student pass over both domains' batches stacked (batch-norm statistics of both, as at
+            test time; see :class:`~mmkd.models.segmentation.SegOutputSpaceAdaptation`).
     """
 
     def __init__(self,
@@ -57,12 +59,13 @@ class DomainAdaptiveDistiller(OutputSpaceAdaptationMixin, BaseDistiller):
                  distill_domains: Sequence[str] = ('source', ),
                  discriminator: Optional[dict] = dict(type='OutputSpaceDiscriminator'),
                  adv_weights: Optional[Dict[str, float]] = dict(decode_head=1e-3, auxiliary_head=2e-4),
+                 joint_forward: bool = True,
                  init_cfg: Optional[dict] = None):
         if isinstance(student, str):
             student = model_config(student, 'student')
         super().__init__(student, teacher_cfg, teacher_ckpt, SEG_MODELS, init_cfg)
         name = type(self).__name__
-        self._init_adversarial(discriminator, adv_weights)
+        self._init_adversarial(discriminator, adv_weights, joint_forward)
         self.teacher_heads = segmentor_heads(self.teacher, 'teacher')
         if self.teacher.decode_head.out_channels != self.num_classes:
             raise ValueError(f'{name}: the student predicts {self.num_classes} classes, the teacher '
@@ -113,15 +116,15 @@ class DomainAdaptiveDistiller(OutputSpaceAdaptationMixin, BaseDistiller):
             batch = batches[domain]
             teacher = self.teacher_logits(batch)
             size = batch['inputs'].shape[-2:]
-            valid = valid_pixels(batch['data_samples'], size, self.ignore_index, batch['inputs'].device,
-                                 use_labels=domain == 'source')
+            valid = valid_pixels(
+                batch['data_samples'], size, self.ignore_index, batch['inputs'].device, use_labels=domain == 'source')
             resized = {}
             for term, loss in self.distill_losses.items():
                 for head in self.distill_heads[term]:
                     if head not in resized:
-                        resized[head] = (
-                            self.full_size(logits[domain][head], batch, self.student_heads[head].align_corners),
-                            self.full_size(teacher[head], batch, self.teacher_heads[head].align_corners))
+                        resized[head] = (self.full_size(logits[domain][head], batch,
+                                                        self.student_heads[head].align_corners),
+                                         self.full_size(teacher[head], batch, self.teacher_heads[head].align_corners))
                     s, t = resized[head]
                     losses[f'{domain}.{loss_prefix(head)}.loss_{term}'] = loss(s, t, valid)
         return losses
