@@ -34,8 +34,8 @@ IGNORE = 255
 DOMAINS = ('source', 'target')
 FORMAT_VERSION = 1
 # the colours each domain renders the classes with (RGB); the target's are another rendering of the same scene
-SOURCE_COLOURS = np.array([(90, 90, 100), (190, 170, 150), (150, 80, 60), (40, 160, 40), (120, 180, 250),
-                           (230, 60, 60), (30, 60, 200)], np.float32)
+SOURCE_COLOURS = np.array([(90, 90, 100), (190, 170, 150), (150, 80, 60), (40, 160, 40), (120, 180, 250), (230, 60, 60),
+                           (30, 60, 200)], np.float32)
 # a fixed mix of the channels plus an offset: hues move, contrast drops
 TARGET_MIX = np.array([[0.55, 0.30, 0.15], [0.20, 0.50, 0.30], [0.25, 0.25, 0.50]], np.float32)
 TARGET_OFFSET = np.array([35, 30, 25], np.float32)
