@@ -16,6 +16,17 @@ CONFIGS = osp.join(ROOT, 'configs')
 TOOLS = osp.join(ROOT, 'tools')
 
 
+@pytest.fixture(scope='module', autouse=True)
+def _no_default_scope_leaks_from_modules():
+    """The same across test modules: a module-scoped fixture that sets a default scope (e.g. ``init_default_scope(
+    'mmseg')`` before building an mmseg model) must not make it current for the modules after it."""
+    from mmengine.registry import DefaultScope
+    before = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(before)
+
+
 @pytest.fixture(autouse=True)
 def _no_default_scope_leaks():
     """A Runner built in one test leaves its default scope current for the whole process (mmengine's

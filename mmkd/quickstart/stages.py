@@ -182,7 +182,7 @@ class QuickstartProgressHook(Hook):
             if key == 'loss' or key.endswith('.loss'):
                 self.losses.setdefault(key[:-len('loss')].rstrip('.'), []).append(float(value.detach()))
         done, total = runner.iter + 1, runner.max_iters
-        if isinstance(runner.train_loop, IterBasedTrainLoop):
+        if isinstance(getattr(runner, 'train_loop', None), IterBasedTrainLoop):
             if done == 1 or done % max(total // 10, 1) == 0 or done == total:
                 elapsed = time.time() - self.start
                 print(

@@ -185,7 +185,7 @@ def test_list_and_default():
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['colad_not_yet'], "unknown method 'colad_not_yet'; the methods are: colad, lad, metric, s2sd, ssim"),
+    (['colad_not_yet'], "unknown method 'colad_not_yet'; the methods are: colad, lad, metric, s2sd, seg, ssim"),
     (['--seeds', 'one'], "invalid int value: 'one'"),
     (['--no-such-option'], 'unrecognized arguments: --no-such-option'),
 ])
