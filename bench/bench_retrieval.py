@@ -30,22 +30,20 @@ iterations); two different k-means, so the NMI values are compared, not asserted
     python bench/bench_retrieval.py --quick                 # smoke run: 1500 x 32, 300 classes
 """
 import argparse
-import os
 import statistics
 import sys
 import time
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
+from bench_utils import (check_device, device_name, peak_memory, sync, unmap_freed_memory, with_load_average,
+                         write_results)
 from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
 from sklearn.cluster import KMeans
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_utils import check_device, device_name, peak_memory, sync, write_results  # noqa: E402
-
-from mmkd.evaluation import retrieval_metrics  # noqa: E402
+from mmkd.evaluation import retrieval_metrics
 
 
 def synthetic(num_samples: int, dim: int, num_classes: int, noise: float, seed: int):
@@ -206,21 +204,16 @@ def parse_args(argv: Optional[Sequence[str]] = None):
 
 def main():
     args = parse_args()
-    if args.device == 'cpu' and 'MALLOC_MMAP_THRESHOLD_' not in os.environ:
-        # glibc raises its mmap threshold after freeing large blocks, and then keeps freed memory resident: pinned,
-        # every large block is mapped and unmapped, so that the peak resident set measures each call alone
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, 'MALLOC_MMAP_THRESHOLD_': '131072'})
+    if args.device == 'cpu':
+        unmap_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     name = device_name(args.device)
     print(f'== {name}; torch {torch.__version__}', flush=True)
-    load_before = os.getloadavg()[0]
-    result = run(args)
-    load_after = os.getloadavg()[0]
-    print(f'1-minute load average {load_before:.2f} before, {load_after:.2f} after')
+    result, load_average = with_load_average(lambda: run(args))
     ok = report(args, result)
     if args.out:
-        write_results(args.out, name, args, (load_before, load_after), result)
+        write_results(args.out, name, args, load_average, result)
     sys.exit(0 if ok else 1)
 
 

@@ -38,14 +38,13 @@ there the tiny backbone costs less than the target branches, so the ratio says n
 """
 import argparse
 import copy
-import os
 import statistics
-import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from bench_utils import check_device, device_name, peak_memory, time_round_robin_clocks, write_results
+from bench_utils import (check_device, device_name, peak_memory, time_round_robin_clocks, unmap_freed_memory,
+                         with_load_average, write_results)
 from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import init_default_scope
@@ -293,9 +292,8 @@ def parse_args(argv: Optional[Sequence[str]] = None):
 
 def main():
     args = parse_args()
-    if args.device == 'cpu' and not args.no_memory and 'MALLOC_MMAP_THRESHOLD_' not in os.environ:
-        # as bench_retrieval.py: freed large blocks leave the resident set, so that VmHWM measures each step alone
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, 'MALLOC_MMAP_THRESHOLD_': '131072'})
+    if args.device == 'cpu' and not args.no_memory:
+        unmap_freed_memory()
     init_default_scope('mmkd')
     MMLogger.get_current_instance().setLevel('WARNING')  # init_weights' per-parameter report
     if args.threads:
@@ -305,13 +303,10 @@ def main():
         f'== {name}; torch {torch.__version__}; {args.warmup} warm-up round(s), {args.iters} timed rounds, '
         'round-robin',
         flush=True)
-    load_before = os.getloadavg()[0]
-    result = run(args, args.device)
-    load_after = os.getloadavg()[0]
-    print(f'1-minute load average {load_before:.2f} before, {load_after:.2f} after')
+    result, load_average = with_load_average(lambda: run(args, args.device))
     report(result)
     if args.out:
-        write_results(args.out, name, args, (load_before, load_after), result)
+        write_results(args.out, name, args, load_average, result)
 
 
 if __name__ == '__main__':

@@ -44,15 +44,14 @@ time share of the distillation terms.
 """
 import argparse
 import copy
-import os
 import os.path as osp
 import statistics
-import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from bench_utils import check_device, device_name, peak_memory, time_round_robin_clocks, write_results
+from bench_utils import (check_device, device_name, peak_memory, time_round_robin_clocks, unmap_freed_memory,
+                         with_load_average, write_results)
 from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 from mmengine.registry import init_default_scope
@@ -170,7 +169,7 @@ def run(args, device: str) -> dict:
         source=random_batch(args, num_classes, device, True, args.seed),
         target=random_batch(args, num_classes, device, False, args.seed + 1))
     optims = {'adaptation step': optim_wrappers(adaptation, args), 'distillation step': optim_wrappers(distiller, args)}
-    distilled = sorted(distiller.distilled_heads())
+    distilled = distiller.teacher_read_heads
     autocast = dict(device_type=device.split(':')[0], enabled=args.amp)
 
     def teacher_forward() -> Dict[str, torch.Tensor]:
@@ -371,9 +370,8 @@ def parse_args(argv: Optional[Sequence[str]] = None):
 
 def main():
     args = parse_args()
-    if args.device == 'cpu' and not args.no_memory and 'MALLOC_MMAP_THRESHOLD_' not in os.environ:
-        # as bench_retrieval.py: freed large blocks leave the resident set, so that VmHWM measures each call alone
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, 'MALLOC_MMAP_THRESHOLD_': '131072'})
+    if args.device == 'cpu' and not args.no_memory:
+        unmap_freed_memory()
     init_default_scope('mmseg')
     MMLogger.get_current_instance().setLevel('WARNING')
     if args.threads:
@@ -383,13 +381,10 @@ def main():
         f'== {name}; torch {torch.__version__}; {args.warmup} warm-up round(s), {args.rounds} timed rounds, '
         'round-robin',
         flush=True)
-    load_before = os.getloadavg()[0]
-    result = run(args, args.device)
-    load_after = os.getloadavg()[0]
-    print(f'1-minute load average {load_before:.2f} before, {load_after:.2f} after')
+    result, load_average = with_load_average(lambda: run(args, args.device))
     report(result)
     if args.out:
-        write_results(args.out, name, args, (load_before, load_after), result)
+        write_results(args.out, name, args, load_average, result)
 
 
 if __name__ == '__main__':

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -116,6 +117,25 @@ def _status_kib(key: str) -> int:
             if line.startswith(key + ':'):
                 return int(line.split()[1])
     raise RuntimeError(f'bench_utils: no {key} in /proc/self/status')
+
+
+def unmap_freed_memory() -> None:
+    """Re-run this process with glibc's mmap threshold pinned (once; a no-op when already pinned).
+
+    glibc raises its mmap threshold after freeing large blocks and then keeps freed memory resident; pinned, every
+    large block is mapped and unmapped, so that the peak resident set (:func:`peak_memory`) measures each call alone.
+    """
+    if 'MALLOC_MMAP_THRESHOLD_' not in os.environ:
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, 'MALLOC_MMAP_THRESHOLD_': '131072'})
+
+
+def with_load_average(fn: Callable[[], object]) -> Tuple[object, Tuple[float, float]]:
+    """``fn()`` and the 1-minute load average before and after it (printed: a loaded machine skews timings)."""
+    before = os.getloadavg()[0]
+    result = fn()
+    after = os.getloadavg()[0]
+    print(f'1-minute load average {before:.2f} before, {after:.2f} after')
+    return result, (before, after)
 
 
 def write_results(path: str, device: str, args, load_average: Sequence[float], results: dict) -> None:

@@ -60,6 +60,13 @@ class TwoDomainDataset(Dataset):
                 'both domains to the same classes (e.g. the 19 Cityscapes classes)')
         self.order = np.random.default_rng(seed).permutation(len(self.target))
 
+    @staticmethod
+    def exported_training_set(cfg: dict) -> dict:
+        """The training set of an exported student (see :func:`mmkd.utils.export.export_student`): the labelled source
+        config. The exported segmentor trains alone with a stock train_step that reads one labelled batch; the
+        unlabelled target only served the adaptation."""
+        return cfg['source']
+
     @property
     def metainfo(self) -> dict:
         """The source's metainfo (classes and palette; both domains have the same classes)."""

@@ -95,24 +95,22 @@ def _init_defaults(cls: type) -> dict:
 
 def _stock_dataset(dataset: dict) -> dict:
     """Replace an mmkd dataset type by the registered stock class it extends (e.g. ToyShapesDataset ->
-    CocoDataset), with the mmkd class's constructor defaults that differ from the stock one's; a
-    :class:`~mmkd.datasets.TwoDomainDataset` becomes its (stock) source dataset; a dataset with no registered stock
-    ancestor, or with its own label mapping (``get_label_map``), keeps its mmkd type."""
+    CocoDataset), with the mmkd class's constructor defaults that differ from the stock one's; a dataset class with
+    an ``exported_training_set`` (:class:`~mmkd.datasets.TwoDomainDataset`) becomes the dataset it names; a dataset
+    with no registered stock ancestor, or with its own label mapping (``get_label_map``), keeps its mmkd type."""
     from mmdet.registry import DATASETS as DET_DATASETS
     from mmengine.registry import DATASETS as MMENGINE_DATASETS
     from mmseg.registry import DATASETS as SEG_DATASETS
 
-    from mmkd.datasets import TwoDomainDataset
     from mmkd.registry import DATASETS
     dataset = dict(dataset)
     if 'dataset' in dataset and isinstance(dataset['dataset'], dict):  # wrappers such as RepeatDataset
         dataset['dataset'] = _stock_dataset(dataset['dataset'])
     registries = [DET_DATASETS, SEG_DATASETS, DATASETS]
     cls = _lookup(dataset.get('type'), registries)
-    if isinstance(cls, type) and issubclass(cls, TwoDomainDataset) and isinstance(dataset.get('source'), dict):
-        # the exported segmentor trains alone, with a stock train_step that reads one labelled batch: its
-        # training set is the labelled source domain (the unlabelled target only served the adaptation)
-        return _stock_dataset(dataset['source'])
+    exported = getattr(cls, 'exported_training_set', None)
+    if exported is not None:  # a training set that only an mmkd model reads (TwoDomainDataset) names its stand-in
+        return _stock_dataset(exported(dataset))
     if cls is None or not _is_mmkd_type(dataset.get('type'), registries):
         return dataset
     stock = _stock_ancestor(cls, (DET_DATASETS, SEG_DATASETS, MMENGINE_DATASETS))

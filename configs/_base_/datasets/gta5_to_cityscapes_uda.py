@@ -12,33 +12,13 @@
 # frame, about a Cityscapes frame's size, becomes 1863 x 1024: the crops of both domains, which the output-space
 # discriminator compares, show street scenes at about the same scale. A few GTA5 label files do not have their image's
 # size (see GTA5Dataset): list the frames to train on in an ann_file if your copy has such frames.
-_base_ = ['mmseg::_base_/datasets/cityscapes.py']
-crop_size = (512, 1024)
-source_pipeline = {{_base_.train_pipeline}}
-# the target's labels are never read: no LoadAnnotations, and no cat_max_ratio in the crop (it reads the labels)
-target_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResize', scale=(2048, 1024), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
+# Everything else as in bdd100k_to_cityscapes_uda.py: the same pipelines, target and evaluation.
+_base_ = ['./bdd100k_to_cityscapes_uda.py']
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
-        _delete_=True,
-        type='TwoDomainDataset',
         source=dict(
+            _delete_=True,
             type='GTA5Dataset',
             data_root='data/gta5/',
             data_prefix=dict(img_path='images', seg_map_path='labels'),
-            pipeline=source_pipeline),
-        target=dict(
-            type='CityscapesDataset',
-            data_root='data/cityscapes/',
-            data_prefix=dict(img_path='leftImg8bit/train'),
-            pipeline=target_pipeline)))
+            pipeline={{_base_.source_pipeline}})))

@@ -203,11 +203,8 @@ class OutputSpaceAdaptationMixin(MultiNetworkTrainMixin):
         return resize(logits, size=size, mode='bilinear', align_corners=align_corners)
 
     # -------------------------------------------------------------------- what subclasses add
-    def distilled_heads(self) -> set:
-        """Student heads whose target-domain logits the subclass needs."""
-        return set()
-
     def distilled_domains(self) -> Tuple[str, ...]:
+        """The domains of the subclass's terms (the student's target logits are needed for them too)."""
         return ()
 
     def extra_student_losses(self, batches: Dict[str, dict], logits: Dict[str, Dict[str, Tensor]]) -> dict:

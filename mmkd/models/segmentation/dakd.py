@@ -93,14 +93,13 @@ class DomainAdaptiveDistiller(OutputSpaceAdaptationMixin, BaseDistiller):
                                        f'does not have ({list(known)})')
             self.distill_losses[term] = build_in_scope(cfg, SEG_MODELS)
             self.distill_heads[term] = heads
+        # the teacher computes these heads only
+        self.teacher_read_heads = sorted({head for heads in self.distill_heads.values() for head in heads})
 
     def _preprocess(self, batch: dict) -> dict:
         out = super()._preprocess(batch)
         # the teacher's normalisation of this batch is only available right after it is made
         return dict(out, teacher_inputs=self.teacher_inputs(out['inputs']))
-
-    def distilled_heads(self) -> set:
-        return {head for heads in self.distill_heads.values() for head in heads}
 
     def distilled_domains(self) -> Tuple[str, ...]:
         return self._domains
@@ -108,7 +107,7 @@ class DomainAdaptiveDistiller(OutputSpaceAdaptationMixin, BaseDistiller):
     @torch.no_grad()
     def teacher_logits(self, batch: dict) -> Dict[str, Tensor]:
         """The teacher's raw logits of the distilled heads for a preprocessed batch."""
-        return head_logits(self.teacher, self.teacher_heads, sorted(self.distilled_heads()), batch['teacher_inputs'])
+        return head_logits(self.teacher, self.teacher_heads, self.teacher_read_heads, batch['teacher_inputs'])
 
     def extra_student_losses(self, batches: Dict[str, dict], logits: Dict[str, Dict[str, Tensor]]) -> dict:
         losses = {}
