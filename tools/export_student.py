@@ -25,7 +25,10 @@ def main():
     args = parser.parse_args()
     exported = export_student(args.checkpoint, args.out_dir, args.config, args.network)
     print(f'exported network: {exported.network}\nweights: {exported.checkpoint}\nconfig:  {exported.config}')
-    if exported.mmkd_types:
+    if exported.mmkd_types and exported.predicts_without_mmkd:
+        print(f'needs mmkd to train only: the training set names {", ".join(exported.mmkd_types)}, which have no stock '
+              'equivalent; stock mmdet / mmseg load the config and predict without mmkd (its import may fail)')
+    elif exported.mmkd_types:
         print(f'needs mmkd: the config names {", ".join(exported.mmkd_types)}, which have no stock equivalent '
               "(it keeps custom_imports=['mmkd'])")
     else:

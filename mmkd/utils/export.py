@@ -23,11 +23,14 @@ class Exported(NamedTuple):
         network: the ``state_dict`` prefix of the exported network in the training checkpoint.
         mmkd_types: the mmkd types that the config still names (no stock equivalent); empty when stock
             mmdet / mmseg load it without mmkd.
+        predicts_without_mmkd: stock mmdet / mmseg load the config and predict with it without mmkd (every mmkd type
+            is in the training dataloader, or there is none).
     """
     checkpoint: str
     config: str
     network: str
     mmkd_types: List[str]
+    predicts_without_mmkd: bool = True
 
 
 def _plain(value: Any) -> Any:
@@ -187,6 +190,12 @@ def _mmkd_types(value: Any, registries: list) -> List[str]:
     return found
 
 
+def _only_for_training(cfg: Config) -> bool:
+    """Whether every mmkd type of an exported config is in its training dataloader (which inference never builds)."""
+    rest = {k: v for k, v in cfg.to_dict().items() if k != 'train_dataloader'}
+    return cfg.get('default_scope') != 'mmkd' and not _mmkd_types(rest, _registries())
+
+
 def _model_name(model_cfg: dict) -> str:
     kind = model_cfg.get('type')
     return getattr(kind, '__name__', str(kind))
@@ -233,7 +242,9 @@ def export_student(checkpoint: str,
     classes they extend, a per-network optimizer config keeps the network's entry, and mmkd's custom hooks
     are dropped, so that a detection or segmentation network loads in stock
     ``DetInferencer`` / ``MMSegInferencer`` without mmkd. A config that still names mmkd types (an mmkd-scope model, a
-    dataset with no stock ancestor) keeps ``custom_imports=['mmkd']``; ``Exported.mmkd_types`` lists them.
+    dataset with no stock ancestor) keeps ``custom_imports=['mmkd']``; ``Exported.mmkd_types`` lists them. When they are
+    all in the training dataloader (GTA5's label mapping), the import may fail: the config then loads and predicts in
+    stock mmseg, and only building the training set needs mmkd.
 
     Args:
         checkpoint: a checkpoint saved by the runner while training an mmkd model.
@@ -302,11 +313,16 @@ def export_student(checkpoint: str,
     mmkd_types = sorted(set(_mmkd_types(cfg.to_dict(), _registries())))
     if cfg.get('default_scope') == 'mmkd':
         mmkd_types = mmkd_types or ["default_scope='mmkd'"]
+    predicts_without_mmkd = _only_for_training(cfg)
     imports = [m for m in cfg.get('custom_imports', {}).get('imports', []) if m.split('.')[0] != 'mmkd']
     if mmkd_types:
         imports = ['mmkd'] + imports
     if imports:
         cfg.custom_imports = dict(cfg.get('custom_imports', {}), imports=imports)
+        if mmkd_types and predicts_without_mmkd:
+            # e.g. GTA5's label mapping: inference never builds the training set, so without mmkd the config
+            # loads with a warning and only training (building that dataset) names the missing type
+            cfg.custom_imports.allow_failed_imports = True
     else:
         cfg.pop('custom_imports', None)
 
@@ -318,4 +334,4 @@ def export_student(checkpoint: str,
     out_meta['exported_network'] = prefix
     torch.save(dict(state_dict=weights, meta=out_meta), ckpt_path)
     cfg.dump(cfg_path)
-    return Exported(ckpt_path, cfg_path, prefix, mmkd_types)
+    return Exported(ckpt_path, cfg_path, prefix, mmkd_types, predicts_without_mmkd)

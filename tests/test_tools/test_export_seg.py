@@ -172,3 +172,57 @@ def test_exported_training_set_of_the_paper_configs(source, needs_mmkd):
     assert 'RandomCrop' in [t['type'] for t in train['pipeline']]
     assert _mmkd_types(train, _registries()) == needs_mmkd
     assert _mmkd_types(_stock_dataset(cfg.val_dataloader.dataset), _registries()) == []
+
+
+def test_a_student_trained_on_gta5_predicts_in_stock_mmseg_and_only_training_needs_mmkd(tmp_path, toy_scenes):
+    """GTA5Dataset has no stock equivalent, but only the training set names it: the exported config may fail to import
+    mmkd (it loads with a warning and predicts), and building its training set says which type is missing."""
+    cfg = Config.fromfile(_tiny_config(tmp_path / 'config.py', RUNS['adaptseg'], toy_scenes))
+    cfg.train_dataloader.dataset.source = dict(
+        type='GTA5Dataset', data_root='data/gta5', pipeline=cfg.train_dataloader.dataset.source.pipeline)
+    model = build_in_scope(cfg.model, SEG_MODELS)
+    ckpt = tmp_path / 'iter_1.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(cfg=cfg.pretty_text)), ckpt)
+    out = export_student(str(ckpt), str(tmp_path / 'out'))
+    assert out.mmkd_types == ['GTA5Dataset'] and out.predicts_without_mmkd
+    exported = Config.fromfile(out.config)
+    assert exported.custom_imports == dict(imports=['mmkd'], allow_failed_imports=True)
+    image = osp.join(toy_scenes, 'target', 'images', 'val', '000001.png')
+    script = textwrap.dedent(f'''
+        import sys, warnings
+        sys.modules['mmkd'] = None  # mmkd not installed: importing it raises ImportError
+        from mmengine.config import Config
+        from mmseg.apis import MMSegInferencer
+        from mmseg.registry import DATASETS
+        from mmseg.utils import register_all_modules
+        register_all_modules()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            cfg = Config.fromfile({out.config!r})
+        assert any('mmkd' in str(w.message) for w in caught), [str(w.message) for w in caught]
+        result = MMSegInferencer(model={out.config!r}, weights={out.checkpoint!r}, device='cpu')({image!r})
+        assert result['predictions'].shape == (64, 128)
+        try:
+            DATASETS.build(cfg.train_dataloader.dataset)
+        except KeyError as error:
+            assert 'GTA5Dataset' in str(error), error
+        else:
+            raise AssertionError('the GTA5 training set built without mmkd')
+    ''')
+    proc = subprocess.run([PYTHON, '-c', script],
+                          cwd=str(tmp_path),
+                          capture_output=True,
+                          text=True,
+                          env=dict(tool_env(), PYTHONPATH=''),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_an_exported_model_of_mmkd_type_keeps_a_required_import(tmp_path):
+    """The relaxed import is for training sets only: an mmkd type elsewhere keeps the import required."""
+    from mmkd.utils.export import _only_for_training
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(type='GTA5Dataset')), model=dict(type='EncoderDecoder')))
+    assert _only_for_training(cfg)
+    cfg.test_dataloader = dict(dataset=dict(type='GTA5Dataset'))
+    assert not _only_for_training(cfg)
+    assert not _only_for_training(Config(dict(default_scope='mmkd', model=dict(type='EncoderDecoder'))))

@@ -2,7 +2,9 @@
 small generated toy scenes: the adapted teacher run, its resume (both optimizers exactly), and a domain-adaptive
 distillation run from the teacher's checkpoint."""
 import json
+import os
 import os.path as osp
+import signal
 import subprocess
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 from mmkd.datasets import generate_toy_scenes
 from ..conftest import CONFIGS, PYTHON, ROOT, TOOLS, tool_env
+from ..test_engine.checkpoint_toy import train as train_with_fault
 from ..test_models.test_segmentation import tiny_segmentor
 
 GENERATE = dict(num_train=8, num_val=4, image_size=(32, 64))
@@ -213,3 +216,42 @@ def test_distiller_trains_end_to_end_from_the_teacher_checkpoint(trained):
         assert {f'student.{domain}.decode.loss_{term}' for term in ('kl', 'mse', 'ce')} <= logged
     assert 'mIoU' in logged and 'discriminator.decode.loss_target' in logged
     assert all(r['student.loss'] == r['student.loss'] for r in records if 'student.loss' in r)  # no NaN
+
+
+def test_run_killed_while_saving_resumes_from_the_last_good_checkpoint(trained):
+    """kill -9 of the adapted run as it writes its second checkpoint: the first (both networks, both optimizers)
+    stays the one to resume from, and the resumed run ends as the uninterrupted one."""
+    work, full = trained['work'] / 'killed', trained['work'] / 'full'
+    work.mkdir()
+    proc = train_with_fault(str(trained['adaptseg']), str(work), fault=('write', f'iter_{ITERS}.pth', 1))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert not (work / f'iter_{ITERS}.pth').exists()
+    assert (work / 'last_checkpoint').read_text() == str(work / f'iter_{HALF}.pth')
+    for key in ('state_dict', 'optimizer', 'param_schedulers'):
+        _assert_equal(_load(work / f'iter_{HALF}.pth')[key], _load(full / f'iter_{HALF}.pth')[key], key)
+    proc = train_with_fault(str(trained['adaptseg']), str(work), '--resume')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f'resumed epoch: 0, iter: {HALF}' in proc.stdout + proc.stderr
+    for key in ('state_dict', 'optimizer', 'param_schedulers'):
+        _assert_equal(_load(work / f'iter_{ITERS}.pth')[key], _load(full / f'iter_{ITERS}.pth')[key], key)
+    assert not [name for name in os.listdir(work) if name.endswith('.tmp')]  # the killed write's leftover
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU (bfloat16) path of --amp')
+def test_amp_trains_the_distiller_on_the_cpu(trained):
+    """tools/train.py --amp: both networks' wrappers in mixed precision (bfloat16 autocast on the CPU)."""
+    work = trained['work'] / 'dakd_amp'
+    _train(trained['dakd'], work, '--amp', '--cfg-options', 'train_cfg.max_iters=2')
+    checkpoint = _load(work / 'iter_2.pth')
+    assert set(checkpoint['optimizer']) == {'student', 'discriminator'}
+    assert all('loss_scaler' in state for state in checkpoint['optimizer'].values())  # AMP wrappers trained
+    scalars = next(work.glob('*/vis_data/scalars.json'))
+    records = [json.loads(line) for line in scalars.read_text().splitlines() if 'student.loss' in line]
+    assert len(records) == 2
+    terms = ('kl', 'mse', 'ce')
+    distillation = {f'student.{domain}.decode.loss_{term}' for domain in ('source', 'target') for term in terms}
+    for record in records:
+        losses = {k: v for k, v in record.items() if '.loss' in k}
+        assert distillation <= set(losses)
+        assert 'discriminator.decode.loss_target' in losses
+        assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), record

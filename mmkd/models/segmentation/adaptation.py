@@ -4,8 +4,8 @@ An iteration reads a labelled source batch and an unlabelled target batch (see
 :class:`~mmkd.datasets.TwoDomainDataset`) and makes two updates, each network with its own optimizer (an
 ``OptimWrapperDict``, see :class:`~mmkd.engine.MultiNetworkOptimWrapperConstructor`):
 
-1. the student (segmentor), run once on both batches stacked (``joint_forward``): its supervised losses on the
-   source batch, the distillation terms of a subclass, and,
+1. the student (segmentor), run on each domain's batch (or once on both stacked, ``joint_forward``): its supervised
+   losses on the source batch, the distillation terms of a subclass, and,
    for every adversarial head, ``w_adv * BCE(D(softmax(student(target))), source)``: the target outputs are to look
    like source outputs to the discriminator (whose parameters get no gradient from this term);
 2. the discriminator: ``BCE(D(p_source), source) / 2 + BCE(D(p_target), target) / 2`` on the student's detached
@@ -91,12 +91,15 @@ class OutputSpaceAdaptationMixin(MultiNetworkTrainMixin):
     def _init_adversarial(self,
                           discriminator: Optional[dict],
                           adv_weights: Optional[Dict[str, float]],
-                          joint_forward: bool = True) -> None:
+                          joint_forward: bool = False) -> None:
         name = type(self).__name__
         self.joint_forward = joint_forward
         self.student_heads = segmentor_heads(self.student)
         self.ignore_index = self.student.decode_head.ignore_index
         self.num_classes = self.student.decode_head.out_channels
+        if adv_weights is not None and not isinstance(adv_weights, dict):
+            raise TypeError(f'{name}: adv_weights must be a dict head name -> weight, e.g. dict(decode_head=1e-3, '
+                            f'auxiliary_head=2e-4), got {adv_weights!r}')
         adv_weights = dict(adv_weights or {})
         if (discriminator is None) != (not adv_weights):
             raise ValueError(f'{name}: discriminator and adv_weights go together (adv_weights=dict(decode_head=1e-3, '
@@ -131,10 +134,7 @@ class OutputSpaceAdaptationMixin(MultiNetworkTrainMixin):
                 :class:`~mmkd.datasets.TwoDomainDataset`.
             optim_wrapper: ``student`` (and ``discriminator``) optimizer wrappers.
         """
-        if not isinstance(data, dict) or set(data) != {'source', 'target'}:
-            got = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise KeyError(f"{type(self).__name__} trains on two domains at once: each batch must be dict(source=..., "
-                           f"target=...), as the dataset type='TwoDomainDataset' gives; got {got}")
+        self._check_batch(data)
         batches = {domain: self._preprocess(data[domain]) for domain in ('source', 'target')}
         kept = {}
         log_vars = self.update_network('student', optim_wrapper, partial(self.student_losses, batches, kept))
@@ -142,6 +142,33 @@ class OutputSpaceAdaptationMixin(MultiNetworkTrainMixin):
             log_vars.update(
                 self.update_network('discriminator', optim_wrapper, partial(self.discriminator_losses, kept)))
         return log_vars
+
+    def _check_batch(self, data) -> None:
+        """Refuse, before any computation, a batch that is not two domains' batches or whose source labels are
+        missing or name classes that the student does not predict (which would fail deep in mmseg or torch)."""
+        name = type(self).__name__
+        if not isinstance(data, dict) or set(data) != {'source', 'target'}:
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise KeyError(f"{name} trains on two domains at once: each batch must be dict(source=..., "
+                           f"target=...), as the dataset type='TwoDomainDataset' gives; got {got}")
+        for domain, batch in data.items():
+            if not isinstance(batch, dict) or not {'inputs', 'data_samples'} <= set(batch):
+                got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+                raise KeyError(f'{name}: the {domain} batch must be dict(inputs=..., data_samples=...) as '
+                               f'PackSegInputs and the collate give it; got {got}')
+        for sample in data['source']['data_samples']:
+            where = sample.metainfo.get('img_path', 'a source image')
+            if 'gt_sem_seg' not in sample:
+                raise KeyError(f'{name}: the source batch has no label (gt_sem_seg) for {where}: the source '
+                               "pipeline needs dict(type='LoadAnnotations') before PackSegInputs")
+            label = sample.gt_sem_seg.data
+            wrong = label[(label != self.ignore_index) & ((label < 0) | (label >= self.num_classes))]
+            if wrong.numel():
+                where = sample.metainfo.get('seg_map_path', where)
+                raise ValueError(f'{name}: the source label {where} holds class {wrong[0].item()}; the student '
+                                 f'predicts {self.num_classes} classes (0-{self.num_classes - 1}, ignore index '
+                                 f"{self.ignore_index}): the dataset's classes and the student's num_classes "
+                                 'must agree')
 
     def _preprocess(self, batch: dict) -> dict:
         return self.data_preprocessor(batch, True)
@@ -257,15 +284,17 @@ class SegOutputSpaceAdaptation(OutputSpaceAdaptationMixin, Deployable, BaseModel
         adv_weights: head name -> weight of its adversarial term (the paper: ``decode_head`` 1e-3,
             ``auxiliary_head`` 2e-4).
         joint_forward: run the student once on the source and target batches stacked (when their inputs have the
-            same size), so that batch norm normalises with the statistics of both domains in training as its
-            running statistics do at test time; ``False``: one pass per domain.
+            same size): batch norm then normalises with the statistics of both domains in training. ``False`` (the
+            default, as the paper): one pass per domain, each normalised with its own batch statistics, which on
+            the toy scenes adapts far better (target mIoU 51.9 vs 23.3 for the 32-wide network, see
+            configs/seg_dakd/README.md).
     """
 
     def __init__(self,
                  student: Union[dict, nn.Module],
                  discriminator: dict = dict(type='OutputSpaceDiscriminator'),
                  adv_weights: Dict[str, float] = dict(decode_head=1e-3, auxiliary_head=2e-4),
-                 joint_forward: bool = True,
+                 joint_forward: bool = False,
                  init_cfg: Optional[dict] = None):
         if isinstance(student, str):
             student = model_config(student, 'student')

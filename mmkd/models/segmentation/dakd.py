@@ -44,8 +44,8 @@ class DomainAdaptiveDistiller(OutputSpaceAdaptationMixin, BaseDistiller):
         distill_domains: where the terms apply: ``('source',)``, ``('target',)`` or ``('source', 'target')``.
         discriminator: the discriminator config (``None``: no adversarial adaptation).
         adv_weights: head name -> weight of its adversarial term (paper: decode 1e-3, auxiliary 2e-4).
-        joint_forward: one student pass over both domains' batches stacked (batch-norm statistics of both, as at
-            test time; see :class:`~mmkd.models.segmentation.SegOutputSpaceAdaptation`).
+        joint_forward: one student pass over both domains' batches stacked instead of one per domain (the default;
+            see :class:`~mmkd.models.segmentation.SegOutputSpaceAdaptation`).
     """
 
     def __init__(self,
@@ -59,7 +59,7 @@ class DomainAdaptiveDistiller(OutputSpaceAdaptationMixin, BaseDistiller):
                  distill_domains: Sequence[str] = ('source', ),
                  discriminator: Optional[dict] = dict(type='OutputSpaceDiscriminator'),
                  adv_weights: Optional[Dict[str, float]] = dict(decode_head=1e-3, auxiliary_head=2e-4),
-                 joint_forward: bool = True,
+                 joint_forward: bool = False,
                  init_cfg: Optional[dict] = None):
         if isinstance(student, str):
             student = model_config(student, 'student')
