@@ -1,6 +1,12 @@
 """mmkd: knowledge distillation for MMDetection and MMSegmentation (OpenMMLab 2.x)."""
-from .utils.version_check import check_dependencies
-from .version import __version__
+import warnings
+
+# mmdet imports imagecorruptions (a dependency of the robustness tool) at start-up, which imports the deprecated
+# pkg_resources only to find its own files: its deprecation notice would open every run's output
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', module='imagecorruptions')
+
+from .utils.version_check import check_dependencies  # noqa: E402
+from .version import __version__  # noqa: E402
 
 check_dependencies()
 

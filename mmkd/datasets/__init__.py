@@ -5,7 +5,8 @@ from .toy_retrieval import generate_toy_retrieval
 from .toy_scenes import ToyScenesDataset, generate_toy_scenes
 from .toy_shapes import CLASSES as TOY_SHAPES_CLASSES
 from .toy_shapes import ToyShapesDataset, generate_toy_shapes
-from .transforms import CropToBBox, LowResolution, PackEmbeddingInputs, RandomCrop, RandomResizedCrop, TeacherView
+from .transforms import (CorruptImage, CropToBBox, LowResolution, PackEmbeddingInputs, RandomCrop, RandomResizedCrop,
+                         TeacherView)
 from .two_domain import TwoDomainDataset
 from .unlabeled import UnlabeledDetDataset
 
@@ -13,5 +14,5 @@ __all__ = [
     'RetrievalDataset', 'CUB200Dataset', 'Cars196Dataset', 'SOPDataset', 'ToyRetrievalDataset',
     'generate_toy_retrieval', 'ClassBalancedSampler', 'RandomCrop', 'RandomResizedCrop', 'CropToBBox', 'LowResolution',
     'TeacherView', 'PackEmbeddingInputs', 'ToyShapesDataset', 'UnlabeledDetDataset', 'generate_toy_shapes',
-    'TOY_SHAPES_CLASSES', 'GTA5Dataset', 'ToyScenesDataset', 'generate_toy_scenes', 'TwoDomainDataset'
+    'TOY_SHAPES_CLASSES', 'CorruptImage', 'GTA5Dataset', 'ToyScenesDataset', 'generate_toy_scenes', 'TwoDomainDataset'
 ]

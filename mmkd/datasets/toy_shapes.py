@@ -24,6 +24,8 @@ from mmkd.registry import DET_DATASETS
 
 CLASSES = ('circle', 'square', 'triangle', 'cross', 'ring')
 PALETTE = [(220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 225, 25), (145, 30, 180)]
+# two supercategories, so that the COCO error breakdown's "Sim" (confusions within one forgiven) differs from "Oth"
+SUPERCATEGORIES = dict(circle='round', ring='round', square='angular', triangle='angular', cross='angular')
 FORMAT_VERSION = 1
 
 
@@ -131,7 +133,7 @@ def generate_toy_shapes(root: str,
                 info=dict(description='mmkd toy shapes', version=FORMAT_VERSION, seed=seed),
                 images=images,
                 annotations=annotations,
-                categories=[dict(id=i + 1, name=n, supercategory='shape') for i, n in enumerate(CLASSES)])
+                categories=[dict(id=i + 1, name=n, supercategory=SUPERCATEGORIES[n]) for i, n in enumerate(CLASSES)])
             with open(osp.join(tmp, 'annotations', f'instances_{split}.json'), 'w') as f:
                 json.dump(coco, f)
         try:

@@ -1,5 +1,9 @@
+from .corruption import CORRUPTION_GROUPS, CORRUPTIONS, CorruptImage
 from .embedding_transforms import CropToBBox, LowResolution, RandomCrop, TeacherView
 from .formatting import PackEmbeddingInputs
 from .random_resized_crop import RandomResizedCrop
 
-__all__ = ['CropToBBox', 'LowResolution', 'PackEmbeddingInputs', 'RandomCrop', 'RandomResizedCrop', 'TeacherView']
+__all__ = [
+    'CORRUPTION_GROUPS', 'CORRUPTIONS', 'CorruptImage', 'CropToBBox', 'LowResolution', 'PackEmbeddingInputs',
+    'RandomCrop', 'RandomResizedCrop', 'TeacherView'
+]
