@@ -191,3 +191,68 @@ def test_bad_images(images):
         transform(dict(img_path=images[0], img=np.zeros((16, 64, 3), np.uint8)))
     with pytest.raises(KeyError, match="neither 'img_path' nor 'img_id'"):
         transform(dict(img=np.zeros((64, 64, 3), np.uint8)))
+
+
+def _sharpness(img: np.ndarray) -> float:
+    """Mean absolute Laplacian of the grey image: the energy of fine detail."""
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
+
+
+def _grey_stats(img: np.ndarray) -> tuple:
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return float(grey.mean()), float(grey.std())
+
+
+def _flat_share(img: np.ndarray) -> float:
+    """Share of horizontally adjacent pixel pairs with identical colours."""
+    return float((np.abs(np.diff(img.astype(int), axis=1)).sum(2) == 0).mean())
+
+
+def _white_share(img: np.ndarray) -> float:
+    return float((img.min(2) >= 200).mean())
+
+
+# what each corruption of the benchmark does to an image, as its name says, measured against the clean image:
+# (sharpness ratio, grey mean change, grey std ratio, change of the flat share, change of the white share)
+EFFECTS = {
+    'gaussian_noise': lambda sharp, mean, std, flat, white: sharp > 1.5 and abs(mean) < 20 and std > 1.1,
+    'shot_noise': lambda sharp, mean, std, flat, white: sharp > 1.5 and abs(mean) < 20 and std > 1.1,
+    'impulse_noise': lambda sharp, mean, std, flat, white: sharp > 1.5 and abs(mean) < 20 and std > 1.1,
+    'defocus_blur': lambda sharp, mean, std, flat, white: sharp < 0.7 and abs(mean) < 3 and std < 1,
+    'glass_blur': lambda sharp, mean, std, flat, white: sharp < 0.7 and abs(mean) < 3 and std < 1,
+    'motion_blur': lambda sharp, mean, std, flat, white: sharp < 0.7 and abs(mean) < 3 and std < 1,
+    'zoom_blur': lambda sharp, mean, std, flat, white: sharp < 0.7 and abs(mean) < 3 and std < 1,
+    'snow': lambda sharp, mean, std, flat, white: mean > 10 and white > 0,  # brighter, white flakes
+    'frost': lambda sharp, mean, std, flat, white: mean > 20,  # a bright icy overlay
+    'fog': lambda sharp, mean, std, flat, white: sharp < 0.7,  # a haze that washes out fine detail
+    'brightness': lambda sharp, mean, std, flat, white: mean > 5,
+    'contrast': lambda sharp, mean, std, flat, white: std < 0.5 and abs(mean) < 3,
+    # pixels move locally: the grey-level statistics stay, the picture does not (tested above)
+    'elastic_transform': lambda sharp, mean, std, flat, white: abs(mean) < 3 and 0.8 < std < 1.1,
+    'pixelate': lambda sharp, mean, std, flat, white: flat > 0.2 and abs(mean) < 3,  # blocks of one colour
+    'jpeg_compression': lambda sharp, mean, std, flat, white: flat > 0.15 and sharp < 0.7,  # smoothed 8x8 blocks
+}
+
+
+def test_every_corruption_does_what_its_name_says(tmp_path):
+    """On three 128x128 toy images at severities 1 and 5: noise adds fine detail at about the same brightness, blur
+    removes it, snow / frost / brightness brighten, fog washes out detail, contrast shrinks the grey-level spread, pixelate and JPEG
+    make flat blocks, elastic transform moves pixels but keeps the grey-level statistics."""
+    assert sorted(EFFECTS) == sorted(CORRUPTIONS)
+    root = str(tmp_path / 'toy')
+    generate_toy_shapes(root, seed=0, num_train=1, num_val=3, image_size=128)
+    failed = []
+    for i in range(3):
+        path = osp.join(root, 'val', f'{i:06d}.png')
+        clean = _load(path)['img']
+        mean, std = _grey_stats(clean)
+        for corruption, effect in EFFECTS.items():
+            for severity in (1, 5):
+                out = CorruptImage(corruption, severity)(_load(path))['img']
+                out_mean, out_std = _grey_stats(out)
+                measured = (_sharpness(out) / _sharpness(clean), out_mean - mean, out_std / std,
+                            _flat_share(out) - _flat_share(clean), _white_share(out) - _white_share(clean))
+                if not effect(*measured):
+                    failed.append((corruption, severity, i, np.round(measured, 3).tolist()))
+    assert not failed, failed
