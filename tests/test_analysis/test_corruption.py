@@ -237,8 +237,8 @@ EFFECTS = {
 
 def test_every_corruption_does_what_its_name_says(tmp_path):
     """On three 128x128 toy images at severities 1 and 5: noise adds fine detail at about the same brightness, blur
-    removes it, snow / frost / brightness brighten, fog washes out detail, contrast shrinks the grey-level spread, pixelate and JPEG
-    make flat blocks, elastic transform moves pixels but keeps the grey-level statistics."""
+    removes it, snow / frost / brightness brighten, fog washes out detail, contrast shrinks the grey-level spread,
+    pixelate and JPEG make flat blocks, elastic transform moves pixels but keeps the grey-level statistics."""
     assert sorted(EFFECTS) == sorted(CORRUPTIONS)
     root = str(tmp_path / 'toy')
     generate_toy_shapes(root, seed=0, num_train=1, num_val=3, image_size=128)
