@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os.path as osp
+import pickle
 import time
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -85,7 +86,8 @@ def model_specs(triples: Sequence[Sequence[str]]) -> List[ModelSpec]:
     if repeated:
         raise ValueError(f'model names must differ (they name files and legend entries): {repeated} repeated')
     for spec in specs:
-        if not spec.name or not all(c.isalnum() or c in '-_.+' for c in spec.name):
+        # a name of dots only ('..') would lead the detections cache out of its folder
+        if not spec.name or not all(c.isalnum() or c in '-_.+' for c in spec.name) or not spec.name.strip('.'):
             raise ValueError(f'model name {spec.name!r}: use letters, digits and - _ . + only (it names files)')
         for what, path in (('config', spec.config), ('checkpoint', spec.checkpoint)):
             if not osp.isfile(path):
@@ -103,7 +105,12 @@ def load_detector(spec: ModelSpec, device: str = 'cpu') -> Tuple[nn.Module, Conf
     cfg = Config.fromfile(spec.config)
     if 'model' not in cfg:
         raise KeyError(f"model {spec.name!r}: config {spec.config!r} has no 'model'")
-    model, _ = build_teacher(cfg, spec.checkpoint, MODELS, frozen=True)
+    try:
+        model, _ = build_teacher(cfg, spec.checkpoint, MODELS, frozen=True)
+    # an unreadable checkpoint, weights that do not fit the config, or pickled objects off mmkd's allow-list
+    except (RuntimeError, pickle.UnpicklingError) as error:
+        raise ValueError(f'model {spec.name!r} (--model {spec.name} {spec.config} {spec.checkpoint}): '
+                         f'{str(error).replace("teacher checkpoint", "checkpoint")}') from None
     return model.to(device).eval(), cfg
 
 
@@ -149,8 +156,24 @@ def build_test_set(cfg: Config,
     dataset_cfg.test_mode = True
     if indices is not None:
         dataset_cfg.indices = list(indices)
+    where = f"the test set (data_root {dataset_cfg.get('data_root')!r}, ann_file {dataset_cfg.get('ann_file')!r})"
     with DefaultScope.overwrite_default_scope('mmdet'):
-        return DATASETS.build(dataset_cfg)
+        try:
+            dataset = DATASETS.build(dataset_cfg)
+        except ValueError as error:
+            # mmengine serialises the image list with np.concatenate, which fails on an empty one
+            if 'need at least one array' in str(error):
+                raise ValueError(f'{where} has no images') from None
+            raise
+    if len(dataset) == 0:
+        raise ValueError(f'{where} has no images')
+    classes = dataset.metainfo.get('classes') or ()
+    cat_ids = getattr(dataset, 'cat_ids', None)
+    if cat_ids is not None and len(cat_ids) != len(classes):
+        # predictions map label i to cat_ids[i]: with classes missing, they would be counted as other classes
+        raise ValueError(f'{where}: its annotation file has categories for {len(cat_ids)} of the {len(classes)} '
+                         f'classes of the config {tuple(classes)}; expected all of them')
+    return dataset
 
 
 def annotation_file(dataset) -> str:
@@ -270,9 +293,12 @@ def cached_detections(spec: ModelSpec,
         try:
             with open(path) as f:
                 stored = json.load(f)
-            if stored.get('key') == key:
+            if stored.get('key') != key:
+                log(f'  [{spec.name}] {path} was computed for another config or checkpoint: recomputing')
+            elif isinstance(stored['detections'], list):
                 return stored['detections']
-            log(f'  [{spec.name}] {path} was computed for another config or checkpoint: recomputing')
+            else:
+                log(f'  [{spec.name}] {path} holds no list of detections: recomputing')
         except (OSError, ValueError, KeyError, AttributeError):
             log(f'  [{spec.name}] {path} is unreadable: recomputing')
     started = time.time()

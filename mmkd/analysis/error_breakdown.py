@@ -104,10 +104,26 @@ def check_results(coco_gt, detections: Sequence[dict], source: str = 'the detect
             raise ValueError(f'{source}: {len(bad)} detection(s) with an unknown {what}, first {bad[0]!r}; the '
                              f'annotations have {what}s {sorted(known)[:10]}{" ..." if len(known) > 10 else ""}')
     for det in detections:
-        box = det.get('bbox')
-        if not isinstance(det.get('score'), (int, float)) or not isinstance(box, (list, tuple)) or len(box) != 4:
-            raise ValueError(f'{source}: a detection without a numeric "score" and a 4-number "bbox" (x, y, w, h): '
-                             f'{det!r}')
+        problem = detection_problem(det)
+        if problem:
+            raise ValueError(f'{source}: {problem}')
+
+
+def _number(value) -> bool:
+    # bool is an int subclass, and NaN / inf compare unpredictably when detections are sorted by score
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def detection_problem(det) -> Optional[str]:
+    """What makes ``det`` no valid COCO box result (``None`` when it is one): a finite number ``score`` and a
+    ``bbox`` of 4 finite numbers x, y, w, h with w, h >= 0 (strings, NaN or negative sizes would otherwise give
+    wrong numbers or a traceback inside pycocotools)."""
+    box = det.get('bbox') if isinstance(det, dict) else None
+    if not isinstance(det, dict) or not _number(det.get('score')) or not isinstance(box, (list, tuple)) \
+            or len(box) != 4 or not all(_number(v) for v in box) or box[2] < 0 or box[3] < 0:
+        return (f'a detection without a finite numeric "score" and a "bbox" of 4 finite numbers (x, y, w, h) with '
+                f'w, h >= 0: {str(det)[:200]}')
+    return None
 
 
 def gt_dataset(coco_gt, supercategories: Optional[Mapping[str, str]] = None) -> dict:

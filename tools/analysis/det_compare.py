@@ -50,6 +50,7 @@ import torch
 from mmkd.analysis import (ModelSpec, build_test_set, cached_detections, detections_file, load_coco, load_detector,
                            model_specs, predict_detections)
 from mmkd.analysis.detections import Source, add_source_arguments, annotation_file
+from mmkd.analysis.error_breakdown import detection_problem
 from mmkd.analysis.qualitative import (DEFAULT_IOU_THR, DEFAULT_PANEL_SIZE, DEFAULT_SCORE_THR, ImageMatch, choose_named,
                                        choose_random, compare_row, display_scale, group_by_image, match_detections,
                                        rank_by_gain, stack_rows, write_png)
@@ -182,6 +183,9 @@ def read_results(column: Source, image_ids: Sequence[int], categories: Dict[int,
         if not isinstance(det, dict) or not {'image_id', 'category_id', 'bbox', 'score'} <= set(det):
             raise ValueError(f'--results {column.name!r}: entry {index} of {path} is not a COCO result dict with '
                              f'image_id, category_id, bbox and score: {str(det)[:120]}')
+        problem = detection_problem(det)
+        if problem:
+            raise ValueError(f'--results {column.name!r}: entry {index} of {path}: {problem}')
         if det['category_id'] not in categories:
             raise ValueError(f'--results {column.name!r}: entry {index} of {path} has category_id '
                              f'{det["category_id"]}, not one of the annotation file\'s {sorted(categories)}')

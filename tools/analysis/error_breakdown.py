@@ -72,6 +72,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         parser.error(f'the model names must differ (they name files and legend entries), got {names}')
+    # --results names are not checked by model_specs, and pr_curves_NAME.png is written only after the analysis
+    odd = [n for n in names if not n.strip('.') or not all(c.isalnum() or c in '-_.+' for c in n)]
+    if odd:
+        parser.error(f'model names {odd}: use letters, digits and - _ . + only (they name files)')
     if all(s.kind == 'results' for s in sources) and not args.ann_file:
         parser.error('only --results given: pass --ann-file, the COCO annotations the results are for')
     if args.num_images is not None and args.num_images < 1:
@@ -142,8 +146,9 @@ def main(argv: Optional[Sequence[str]] = None, stream: Optional[TextIO] = None) 
     dataset = None
     if specs:
         first = next(iter(specs.values()))
-        dataset = build_test_set(
-            Config.fromfile(first.config), ann_file=args.ann_file, data_root=args.data_root, indices=indices)
+        dataset = build_test_set(Config.fromfile(first.config), ann_file=args.ann_file, data_root=args.data_root)
+        if indices is not None and len(indices) >= len(dataset):
+            indices = None  # --num-images beyond the test set: all of it (an index past its end would raise)
         ann_file = annotation_file(dataset)
     else:
         ann_file = args.ann_file
@@ -154,7 +159,7 @@ def main(argv: Optional[Sequence[str]] = None, stream: Optional[TextIO] = None) 
     coco_gt = full_gt = load_coco(ann_file)
     image_ids = coco_gt.getImgIds()
     if dataset is not None:
-        image_ids = [dataset.get_data_info(i)['img_id'] for i in range(len(dataset))]
+        image_ids = [dataset.get_data_info(i)['img_id'] for i in (indices or range(len(dataset)))]
     elif args.num_images:
         image_ids = image_ids[:args.num_images]
     if len(image_ids) != len(coco_gt.getImgIds()):

@@ -52,8 +52,8 @@ from typing import Dict, List, Optional, Sequence, TextIO
 import numpy as np
 
 import mmkd  # noqa: F401  (registers mmkd's components, installs the checkpoint allow-list)
-from mmkd.analysis.detections import (annotation_file, build_test_set, coco_evaluate, dataset_key, load_coco,
-                                      load_detector, model_specs, predict_detections)
+from mmkd.analysis.detections import (COCO_STATS, annotation_file, build_test_set, coco_evaluate, dataset_key,
+                                      load_coco, load_detector, model_specs, predict_detections)
 from mmkd.analysis.robustness import (plot_robustness, resolve_corruptions, resolve_severities, robustness_markdown,
                                       summarize_robustness, write_robustness_json)
 from mmkd.datasets.transforms.corruption import CORRUPTIONS
@@ -125,7 +125,14 @@ def load_cells(path: str, key: dict, name: str, say) -> dict:
         with open(path) as f:
             stored = json.load(f)
         if stored.get('key') == json.loads(json.dumps(key)):
-            return stored['cells']
+            cells = stored['cells']
+            # the tables read every COCO number of every cell: a cell without them is recomputed, not half-read
+            if isinstance(cells, dict) and all(
+                    isinstance(c, dict) and all(isinstance(c.get(k), (int, float)) for k in COCO_STATS)
+                    for c in cells.values()):
+                return cells
+            say(f'  [{name}] {path} holds cells without their COCO numbers: they are recomputed')
+            return {}
         say(f'  [{name}] the cells in {path} were computed for another config, checkpoint, image set or seed: '
             'they are recomputed')
     except (OSError, ValueError, KeyError, AttributeError):

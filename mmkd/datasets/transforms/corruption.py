@@ -242,9 +242,13 @@ class CorruptImage(BaseTransform):
     def _read_cache(self, path: str, shape: tuple) -> Optional[np.ndarray]:
         if not osp.isfile(path):
             return None
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None or img.shape != shape:
-            return None  # an unreadable or foreign file (e.g. a copy torn by a power cut) is recomputed
+        # unchanged, not converted: a grey, 16-bit or RGBA file would otherwise pass as this colour image
+        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if img is None or img.shape != shape or img.dtype != np.uint8:
+            found = 'unreadable' if img is None else f'{img.dtype} {img.shape}'
+            warnings.warn(f'CorruptImage: the cached image {path} is not a uint8 image of shape {shape} ({found}; '
+                          'e.g. torn by a crash): it is recomputed')
+            return None
         return img if self.channel_order == 'bgr' else np.ascontiguousarray(img[..., ::-1])
 
     def _write_cache(self, path: str, img: np.ndarray) -> None:
