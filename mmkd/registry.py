@@ -3,7 +3,8 @@
 mmkd adds to the registries of the libraries it plugs into, so that a stock mmdet / mmseg config with
 ``custom_imports=dict(imports=['mmkd'])`` finds every mmkd component by its plain type name:
 
-* detection components (distillers, heads, assigners, toy detection data) go to mmdet's registries;
+* detection components (distillers, heads, assigners, toy detection data, the corruption transform of the
+  robustness tool) go to mmdet's registries;
 * segmentation components go to mmseg's;
 * components shared by both (losses, hooks, optimizer wrappers and their constructors, metric wrappers) go to
   mmengine's root registries, which mmdet's and mmseg's registries consult when a name is not their own;
@@ -15,6 +16,7 @@ import mmengine.registry as mmengine_registry
 from mmdet.registry import DATASETS as DET_DATASETS
 from mmdet.registry import MODELS as DET_MODELS
 from mmdet.registry import TASK_UTILS as DET_TASK_UTILS
+from mmdet.registry import TRANSFORMS as DET_TRANSFORMS
 from mmengine.registry import HOOKS
 from mmengine.registry import METRICS as SHARED_METRICS
 from mmengine.registry import MODELS as SHARED_MODELS
@@ -52,7 +54,7 @@ def _scope_only_children() -> dict:
 SCOPE_ONLY_REGISTRIES = _scope_only_children()
 
 __all__ = [
-    'DET_MODELS', 'DET_TASK_UTILS', 'DET_DATASETS', 'SEG_MODELS', 'SEG_DATASETS', 'SHARED_MODELS', 'SHARED_METRICS',
-    'HOOKS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'SCOPE', 'MODELS', 'DATASETS', 'DATA_SAMPLERS',
-    'TRANSFORMS', 'METRICS', 'SCOPE_ONLY_REGISTRIES'
+    'DET_MODELS', 'DET_TASK_UTILS', 'DET_DATASETS', 'DET_TRANSFORMS', 'SEG_MODELS', 'SEG_DATASETS', 'SHARED_MODELS',
+    'SHARED_METRICS', 'HOOKS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'OPTIM_WRAPPERS', 'SCOPE', 'MODELS', 'DATASETS',
+    'DATA_SAMPLERS', 'TRANSFORMS', 'METRICS', 'SCOPE_ONLY_REGISTRIES'
 ]

@@ -31,7 +31,8 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
-from mmdet.registry import TRANSFORMS as DET_TRANSFORMS
+
+from mmkd.registry import DET_TRANSFORMS
 
 # the benchmark's corruptions by group, in the benchmark's order (Michaelis et al., Fig. 2)
 CORRUPTION_GROUPS = {
