@@ -18,15 +18,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 from mmkd.analysis import ModelSpec, cached_detections, load_coco, load_detector, model_specs
 from mmkd.analysis.detections import Source
 from mmkd.analysis.error_breakdown import check_results
 from mmkd.datasets import generate_toy_shapes
 from mmkd.datasets.transforms.corruption import CorruptImage
-from ..conftest import CONFIGS, PYTHON, ROOT, TOOLS, tool_env
+from ..conftest import PYTHON, ROOT, TOOLS, tool_env
+from . import random_toy_retinanets, score_everything_at_64
 
 
 def _load_tool(name: str):
@@ -49,21 +48,7 @@ def toy(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('attacks'))
     data = osp.join(root, 'data')
     generate_toy_shapes(data, seed=0, num_train=1, num_val=3, image_size=64)
-    from mmdet.registry import MODELS
-    models = {}
-    for seed, width in enumerate(('w16', 'w32')):
-        cfg = Config.fromfile(osp.join(CONFIGS, 'toy', f'retinanet_tiny-{width}_toy.py'))
-        cfg.model.test_cfg.score_thr = 0.0
-        cfg.test_dataloader.dataset.data_root = data + '/'
-        cfg.test_dataloader.dataset.pipeline[1].scale = (64, 64)
-        config = osp.join(root, f'{width}.py')
-        cfg.dump(config)
-        torch.manual_seed(seed)
-        with DefaultScope.overwrite_default_scope('mmdet'):
-            model = MODELS.build(cfg.model)
-        checkpoint = osp.join(root, f'{width}.pth')
-        torch.save(dict(state_dict=model.state_dict(), meta=dict()), checkpoint)
-        models[width] = (config, checkpoint)
+    models = random_toy_retinanets(root, data + '/', score_everything_at_64)
     return dict(root=root, data=data, models=models, ann_file=osp.join(data, 'annotations', 'instances_val.json'))
 
 

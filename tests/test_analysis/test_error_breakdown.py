@@ -47,9 +47,6 @@ import os.path as osp
 
 import numpy as np
 import pytest
-import torch
-from mmdet.registry import MODELS
-from mmengine.config import Config
 from pycocotools.coco import COCO
 
 from mmkd.analysis import coco_evaluate, load_coco
@@ -58,8 +55,8 @@ from mmkd.analysis.error_breakdown import (SETTINGS, breakdown_table, check_resu
                                            pr_breakdown)
 from mmkd.datasets import generate_toy_shapes
 from mmkd.datasets.toy_shapes import SUPERCATEGORIES
-from mmkd.utils.build import build_in_scope
-from ..conftest import CONFIGS, TOOLS
+from ..conftest import TOOLS
+from . import random_toy_retinanets
 
 _spec = importlib.util.spec_from_file_location('error_breakdown_tool', osp.join(TOOLS, 'analysis',
                                                                                 'error_breakdown.py'))
@@ -214,20 +211,8 @@ def toy_models(tmp_path_factory):
     root = tmp_path_factory.mktemp('error_breakdown')
     data = str(root / 'toy')
     generate_toy_shapes(data, num_train=1, num_val=4, image_size=64)
-    configs = osp.join(CONFIGS, 'toy')
-    models = []
-    for i, (name, file) in enumerate((('small', 'retinanet_tiny-w16_toy.py'), ('big', 'retinanet_tiny-w32_toy.py'))):
-        cfg = Config.fromfile(osp.join(configs, file))
-        cfg.test_dataloader.dataset.data_root = data
-        config = str(root / file)
-        cfg.dump(config)
-        torch.manual_seed(i)
-        model = build_in_scope(cfg.model, MODELS)
-        # the prior-probability bias scores every anchor .01, under the test score threshold: no detection at all
-        model.bbox_head.retina_cls.bias.data.zero_()
-        checkpoint = str(root / f'{name}.pth')
-        torch.save(dict(state_dict=model.state_dict(), meta=dict()), checkpoint)
-        models.append((name, config, checkpoint))
+    toy = random_toy_retinanets(str(root), data, zero_cls_bias=True)
+    models = [('small', *toy['w16']), ('big', *toy['w32'])]
     return root, data, models
 
 

@@ -12,15 +12,14 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
-import torch
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmkd.analysis.qualitative import (CORRECT_COLOUR, GAP, GT_COLOUR, IGNORED_COLOUR, WRONG_COLOUR, box_iou,
                                        choose_named, choose_random, compare_row, display_scale, line_widths,
                                        match_detections, rank_by_gain, title_height)
 from mmkd.datasets import generate_toy_shapes
-from ..conftest import CONFIGS, PYTHON, ROOT, TOOLS, tool_env
+from ..conftest import PYTHON, ROOT, TOOLS, tool_env
+from . import random_toy_retinanets
 
 SCRIPT = osp.join(TOOLS, 'analysis', 'det_compare.py')
 _spec = importlib.util.spec_from_file_location('det_compare', SCRIPT)
@@ -255,24 +254,13 @@ def toy(tmp_path_factory):
     root = str(tmp / 'toy_shapes')
     generate_toy_shapes(root, seed=3, num_train=1, num_val=4, image_size=64)
     init_default_scope('mmdet')
-    from mmdet.registry import MODELS
-    out = dict(tmp=tmp, root=root)
-    for seed, width in enumerate((16, 32)):
-        cfg = Config.fromfile(osp.join(CONFIGS, 'toy', f'retinanet_tiny-w{width}_toy.py'))
-        cfg.test_dataloader.dataset.data_root = root
+
+    def edit(cfg):
         cfg.test_dataloader.num_workers = 0
         cfg.test_dataloader.persistent_workers = False
         cfg.model.test_cfg.max_per_img = 8
-        config = str(tmp / f'w{width}.py')
-        cfg.dump(config)
-        torch.manual_seed(seed)
-        model = MODELS.build(cfg.model)
-        with torch.no_grad():
-            model.bbox_head.retina_cls.bias.zero_()
-        checkpoint = str(tmp / f'w{width}.pth')
-        torch.save(dict(state_dict=model.state_dict(), meta=dict()), checkpoint)
-        out[f'w{width}'] = (config, checkpoint)
-    return out
+
+    return dict(tmp=tmp, root=root, **random_toy_retinanets(str(tmp), root, edit, zero_cls_bias=True))
 
 
 def _models(toy):

@@ -15,8 +15,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 from mmkd.analysis import (build_test_set, coco_evaluate, load_coco, load_detector, model_specs, plot_robustness,
                            resolve_corruptions, resolve_severities, robustness_markdown, summarize_robustness)
@@ -24,7 +22,8 @@ from mmkd.analysis.robustness import summarize_model
 from mmkd.datasets import generate_toy_shapes
 from mmkd.datasets.transforms import corruption as corruption_module
 from mmkd.datasets.transforms.corruption import CORRUPTIONS
-from ..conftest import CONFIGS, PYTHON, ROOT, TOOLS, tool_env
+from ..conftest import PYTHON, ROOT, TOOLS, tool_env
+from . import random_toy_retinanets, score_everything_at_64
 
 SCRIPT = osp.join(TOOLS, 'analysis', 'robustness.py')
 _spec = importlib.util.spec_from_file_location('robustness_tool', SCRIPT)
@@ -128,20 +127,8 @@ def setup(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('robustness'))
     data = osp.join(root, 'data')
     generate_toy_shapes(data, seed=0, num_train=1, num_val=NUM_IMAGES, image_size=64)
-    from mmdet.registry import MODELS
     models = []
-    for seed, width in enumerate(('w16', 'w32')):
-        cfg = Config.fromfile(osp.join(CONFIGS, 'toy', f'retinanet_tiny-{width}_toy.py'))
-        cfg.model.test_cfg.score_thr = 0.0
-        cfg.test_dataloader.dataset.data_root = data + '/'
-        cfg.test_dataloader.dataset.pipeline[1].scale = (64, 64)
-        config = osp.join(root, f'{width}.py')
-        cfg.dump(config)
-        torch.manual_seed(seed)
-        with DefaultScope.overwrite_default_scope('mmdet'):
-            model = MODELS.build(cfg.model)
-        checkpoint = osp.join(root, f'{width}.pth')
-        torch.save(dict(state_dict=model.state_dict(), meta=dict()), checkpoint)
+    for width, (config, checkpoint) in random_toy_retinanets(root, data + '/', score_everything_at_64).items():
         models += ['--model', width, config, checkpoint]
     return dict(root=root, data=data, models=models)
 
