@@ -100,6 +100,14 @@ def segmentor_config(path: str, size: Sequence[int]) -> dict:
     return cfg
 
 
+def distill_losses(args) -> dict:
+    """The distiller's terms, the KL's ``chunk_elements`` from ``--kl-chunk`` when given."""
+    losses = copy.deepcopy(DISTILL_LOSSES)
+    if args.kl_chunk is not None:
+        losses['kl']['chunk_elements'] = args.kl_chunk
+    return losses
+
+
 def build_models(args, device: str):
     """(SegOutputSpaceAdaptation, DomainAdaptiveDistiller) with the same student and discriminator weights, and the
     teacher, in training mode on ``device``."""
@@ -119,7 +127,7 @@ def build_models(args, device: str):
             student=copy.deepcopy(student_cfg),
             teacher_cfg=teacher_cfg,
             teacher_ckpt=None,
-            distill_losses=DISTILL_LOSSES,
+            distill_losses=distill_losses(args),
             distill_domains=('source', 'target'),
             discriminator=discriminator,
             adv_weights=ADV_WEIGHTS))
@@ -257,7 +265,7 @@ def run(args, device: str) -> dict:
             discriminator=dict(base_channels=args.disc_channels, num_convs=args.disc_convs),
             distill_losses={
                 k: v['loss_weight']
-                for k, v in DISTILL_LOSSES.items()
+                for k, v in distill_losses(args).items()
             },
             distill_domains=['source', 'target'],
             adv_weights=ADV_WEIGHTS,
@@ -340,6 +348,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     parser.add_argument('--amp', action='store_true', help="mmengine's AmpOptimWrapper and autocast (CUDA only)")
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory calls')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads (default: torch default)')
+    parser.add_argument('--kl-chunk', type=int, default=None, help="PixelKLLoss chunk_elements (default: the loss's)")
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--quick',

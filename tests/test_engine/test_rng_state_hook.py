@@ -101,3 +101,32 @@ def test_validation_does_not_draw_from_the_training_stream():
         hook._set_states(checkpoint[RNGStateHook.KEY])
         assert _draws() == after_epoch
     hook.after_val(None)  # a validation without before_val (e.g. a hook added late): nothing to put back
+
+
+class _OnGPU(torch.Tensor):
+    """Stands for a state tensor that a GPU resume loaded onto the GPU (mmengine's ``map_location='default'``):
+    numpy cannot read it, and ``.cpu()`` gives the plain tensor back."""
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor to "
+                        'host memory first.')
+
+    def cpu(self, *args, **kwargs):
+        return self.as_subclass(torch.Tensor).clone()
+
+
+def test_states_restore_from_a_checkpoint_loaded_onto_the_gpu():
+    """Found on an H200: resuming on a GPU failed in the hook with numpy's TypeError (the states came back on the
+    GPU); every state tensor is read on the CPU."""
+    hook = RNGStateHook()
+    random.seed(3)
+    np.random.seed(3)
+    torch.manual_seed(3)
+    state = hook._capture()
+    expected = _draws()
+    name, keys, pos, has_gauss, cached = state['numpy']
+    state = dict(
+        state, numpy=(name, keys.as_subclass(_OnGPU), pos, has_gauss, cached), torch=state['torch'].as_subclass(_OnGPU))
+    _draws()
+    hook._set_states(state)
+    assert _draws() == expected

@@ -88,12 +88,14 @@ class RNGStateHook(Hook):
 
     @staticmethod
     def _set_states(state: dict) -> None:
+        # every state tensor is read on the CPU: resuming on a GPU, mmengine loads the checkpoint with its tensors
+        # on the GPU, where numpy cannot read them and torch's set_rng_state refuses them
         random.setstate(_as_python_state(state['python']))
         name, keys, pos, has_gauss, cached = state['numpy']
-        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-        torch.set_rng_state(state['torch'])
+        np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state['torch'].cpu())
         if 'cuda' in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state['cuda'])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
     @classmethod
     def _restore(cls, runner, state: dict) -> None:

@@ -2,6 +2,7 @@
 from abc import abstractmethod
 from typing import Optional, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.registry import Registry
@@ -73,6 +74,14 @@ class BaseDistiller(Deployable, BaseModel):
         super()._apply(fn, *args, **kwargs)
         self.teacher._apply(fn, *args, **kwargs)
         return self
+
+    def _set_device(self, device: torch.device) -> None:
+        # mmengine's .to() / .cuda() / .cpu() tell every data preprocessor among the children its device; the
+        # teacher is no child, and its preprocessor (teacher.test_step, teacher.data_preprocessor(...)) would
+        # otherwise keep casting batches to the device it was built on
+        super()._set_device(device)
+        if isinstance(self.teacher, BaseModel):
+            self.teacher._set_device(device)
 
     def train(self, mode: bool = True) -> 'BaseDistiller':
         super().train(mode)

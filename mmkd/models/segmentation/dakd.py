@@ -44,8 +44,8 @@ class DomainAdaptiveDistiller(OutputSpaceAdaptationMixin, BaseDistiller):
         distill_domains: where the terms apply: ``('source',)``, ``('target',)`` or ``('source', 'target')``.
         discriminator: the discriminator config (``None``: no adversarial adaptation).
         adv_weights: head name -> weight of its adversarial term (paper: decode 1e-3, auxiliary 2e-4).
-        joint_forward: one student pass over both domains' batches stacked instead of one per domain (the default;
-            see :class:`~mmkd.models.segmentation.SegOutputSpaceAdaptation`).
+        joint_forward: one student pass over both domains' batches stacked instead of one per domain (default
+            ``False``, one pass per domain; see :class:`~mmkd.models.segmentation.SegOutputSpaceAdaptation`).
     """
 
     def __init__(self,

@@ -201,3 +201,13 @@ def test_teacher_with_the_students_preprocessing_shares_the_batch():
     assert d.data_preprocessor.shares_normalisation
     data = d.data_preprocessor(_det_data(), True)
     assert d.teacher_inputs(data['inputs']) is data['inputs']
+
+
+def test_to_tells_the_teachers_preprocessor_its_device():
+    """``.to(device)`` reaches the teacher's data preprocessor too (mmengine sets it on children only): the
+    teacher's own ``test_step`` and preprocessor then cast batches to the device its weights are on."""
+    d = PixelKLTestDistiller(student=tiny_segmentor(8), teacher_cfg=dict(model=tiny_segmentor(16)))
+    d.to('meta')
+    assert d.student.data_preprocessor._device == torch.device('meta')
+    assert d.teacher.data_preprocessor._device == torch.device('meta')
+    assert next(d.teacher.parameters()).device.type == 'meta'

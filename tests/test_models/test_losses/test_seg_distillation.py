@@ -126,7 +126,7 @@ def test_registered_wrappers_weight_the_functions():
 @pytest.mark.parametrize('cfg, message', [
     (dict(type='PixelKLLoss', temperature=0), 'temperature must be a finite number > 0'),
     (dict(type='PixelKLLoss', temperature=float('inf')), 'temperature must be a finite number > 0'),
-    (dict(type='PixelKLLoss', chunk_elements=0), 'chunk_elements must be an int >= 1'),
+    (dict(type='PixelKLLoss', chunk_elements=0), 'chunk_elements must be None or an int >= 1'),
     (dict(type='PixelMSELoss', loss_weight=-1), 'loss_weight must be a number >= 0'),
     (dict(type='QuasiTeacherCELoss', threshold=1.5), r'threshold must be None or a probability in \[0, 1\]'),
 ])
