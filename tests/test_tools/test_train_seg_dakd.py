@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from mmkd.datasets import generate_toy_scenes
 from ..conftest import CONFIGS, PYTHON, ROOT, TOOLS, tool_env
@@ -157,8 +158,10 @@ def test_checkpoint_holds_both_networks_optimizers_and_schedules(trained):
     assert set(student['state'][0]) == {'momentum_buffer'}  # SGD
     assert set(disc['state'][0]) == {'step', 'exp_avg', 'exp_avg_sq'}  # Adam
     assert {s['step'].item() for s in disc['state'].values()} == {float(HALF)}
-    # PolyLR (power 0.9, end=1000: mmengine's reaches eta_min 0 at step 999) after 3 steps, from 0.02 and 1e-4
-    factor = (1 - HALF / 999)**0.9
+    # PolyLR (power 0.9, end=max_iters of the toy schedule: mmengine's reaches eta_min 0 at step end - 1) after HALF
+    # steps, from 0.02 and 1e-4
+    end = Config.fromfile(osp.join(CONFIGS, '_base_', 'schedules', 'toy_seg.py')).max_iters
+    factor = (1 - HALF / (end - 1))**0.9
     assert student['param_groups'][0]['lr'] == pytest.approx(0.02 * factor, rel=1e-6)
     assert disc['param_groups'][0]['lr'] == pytest.approx(1e-4 * factor, rel=1e-6)
 

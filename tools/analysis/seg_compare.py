@@ -27,9 +27,9 @@ prediction, coloured with the Cityscapes palette for Cityscapes class names, els
 pixels black). Usage::
 
     python tools/analysis/seg_compare.py \\
-        --model teacher configs/seg_dakd/adaptseg_deeplabv3plus-w32_toy-scenes.py work_dirs/teacher/iter_1000.pth \\
-        --model student configs/seg_dakd/adaptseg_deeplabv3plus-w8_toy-scenes.py work_dirs/student/iter_1000.pth \\
-        --model 'dakd (c)' configs/seg_dakd/dakd-c_deeplabv3plus-w32-w8_toy-scenes.py work_dirs/dakd_c/iter_1000.pth \\
+        --model teacher configs/seg_dakd/adaptseg_deeplabv3plus-w32_toy-scenes.py work_dirs/teacher/iter_400.pth \\
+        --model student configs/seg_dakd/adaptseg_deeplabv3plus-w8_toy-scenes.py work_dirs/student/iter_400.pth \\
+        --model 'dakd (c)' configs/seg_dakd/dakd-c_deeplabv3plus-w32-w8_toy-scenes.py work_dirs/dakd_c/iter_400.pth \\
         --out work_dirs/seg_compare --images 4
     python tools/analysis/seg_compare.py --model ... --model ... --out DIR --indices 0 7 19 --device cuda
 """

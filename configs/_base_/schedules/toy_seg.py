@@ -1,6 +1,6 @@
 # Toy schedule of the segmentation configs (configs/seg_dakd/*toy*): iterations, SGD with Nesterov momentum and
 # poly decay as in the domain-adaptive distillation paper, a larger lr since the toy nets start from random weights.
-max_iters = 1000
+max_iters = 400
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
